@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"collabd/collab"
+	"collabd/collab/web"
+	"collabd/frontend"
+	"collabd/nats"
+)
+
+var _ collab.Bus = (*nats.Bus)(nil)
+
+// run wires bus, hub and web server, serves until ctx ends, then shuts them down in
+// reverse order: stop accepting and close clients with 1012 (their leaves go out at once),
+// drain NATS, stop the embedded server.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := cfg.logger(stderr)
+
+	bus, err := nats.Open(ctx, nats.Options{URL: cfg.natsURL, Listen: cfg.natsListen, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+		defer cancel()
+		if err := bus.Close(closeCtx); err != nil {
+			log.Warn("nats close", "err", err)
+		}
+	}()
+
+	hub, err := collab.NewHub(ctx, bus, collab.Config{Heartbeat: cfg.heartbeat, DownAfter: cfg.downAfter, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer hub.Close()
+	bus.OnReconnect(hub.Resync)
+
+	srv := web.New(hub, web.Config{
+		JWTSecret:     cfg.jwtSecret,
+		Origins:       cfg.origins,
+		MaxConnsPerIP: cfg.maxConnsPerIP,
+		Ready:         bus.Connected,
+		Static:        frontend.FS(),
+		Logger:        log,
+	})
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.addr, err)
+	}
+	attrs := []any{"addr", ln.Addr().String(), "node", hub.Node()}
+	if u := bus.ListenURL(); u != "" {
+		attrs = append(attrs, "nats", u)
+	} else if cfg.natsURL != "" {
+		attrs = append(attrs, "nats", "external")
+	}
+	log.Info("collabd listening", attrs...)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(ln) })
+	g.Go(func() error {
+		<-gctx.Done()
+		start := time.Now()
+		log.Info("shutting down: closing clients with 1012")
+		hub.Drain()
+		err := srv.Shutdown(cfg.shutdownTimeout)
+		log.Info("clients closed", "took", time.Since(start).Round(time.Millisecond))
+		return err
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}

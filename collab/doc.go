@@ -1,0 +1,411 @@
+package collab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"collabd/presence"
+)
+
+// doc is a document with members on this instance. It is subscribed to the document's
+// subjects while it exists; one subscription carries cursors, broadcasts and presence, so
+// that another instance's messages are handled in the order it sent them.
+type doc struct {
+	id      string
+	hub     *Hub
+	subject func(kind string) string
+
+	ready   chan struct{} // closed once open finished
+	openErr error         // set before ready closes
+	joining int           // guarded by hub.mu: joins in progress
+
+	mu       sync.Mutex
+	sessions map[*Session]struct{}      // guarded by mu: local members
+	pres     *presence.Doc              // guarded by mu
+	cursors  map[string]json.RawMessage // guarded by mu: last cursor of every member that shows one
+	pending  map[string]json.RawMessage // guarded by mu: local cursors not yet published
+	queued   bool                       // guarded by mu: in the hub's dirty list
+	closed   bool                       // guarded by mu: removed from the hub
+	waiting  map[string]bool            // guarded by mu: instances whose first snapshot open awaits
+	answered chan struct{}              // closed when waiting empties
+	unsub    func() error               // guarded by mu
+}
+
+func newDoc(h *Hub, id string, epoch uint64) *doc {
+	return &doc{
+		id:       id,
+		hub:      h,
+		subject:  func(kind string) string { return h.bus.DocSubject(id, kind) },
+		ready:    make(chan struct{}),
+		sessions: map[*Session]struct{}{},
+		pres:     presence.NewDoc(h.cfg.Node, epoch),
+		cursors:  map[string]json.RawMessage{},
+		answered: make(chan struct{}),
+	}
+}
+
+// openTimeout bounds subscribing to a document's subjects.
+const openTimeout = 5 * time.Second
+
+// open subscribes to the document, confirms the subscription with the server, then asks
+// the other instances for their members and waits for the answers of every instance known
+// alive, or SyncTimeout. Answers that come later arrive as presence diffs.
+func (d *doc) open(ctx context.Context) {
+	defer close(d.ready)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), openTimeout)
+	defer cancel()
+	unsub, err := d.hub.bus.Subscribe(d.subject("*"), d.onMessage)
+	if err != nil {
+		d.openErr = fmt.Errorf("open %q: %w", d.id, err)
+		return
+	}
+	d.mu.Lock()
+	d.unsub = unsub
+	d.mu.Unlock()
+	if err := d.hub.bus.Flush(ctx); err != nil {
+		d.openErr = fmt.Errorf("open %q: confirm subscription: %w", d.id, err)
+		return
+	}
+	peers := d.hub.alivePeers()
+	d.mu.Lock()
+	d.waiting = map[string]bool{}
+	for _, p := range peers {
+		d.waiting[p] = true
+	}
+	if len(d.waiting) == 0 {
+		close(d.answered)
+	}
+	d.mu.Unlock()
+	d.requestSync("")
+	t := time.NewTimer(d.hub.cfg.SyncTimeout)
+	defer t.Stop()
+	select {
+	case <-d.answered:
+	case <-t.C:
+	}
+}
+
+func (d *doc) unsubscribe() error {
+	d.mu.Lock()
+	u := d.unsub
+	d.unsub = nil
+	d.mu.Unlock()
+	if u == nil {
+		return nil
+	}
+	return u()
+}
+
+// add makes s a member: welcome, then (present) a join for everyone else, then the state
+// and the last known cursors for s.
+func (d *doc) add(s *Session) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pres.Len() >= d.hub.cfg.MaxMembers {
+		return ErrDocumentFull
+	}
+	d.sessions[s] = struct{}{}
+	s.Out.push(Event{Session: s, Kind: EventWelcome})
+	if s.opts.Present {
+		d.trackLocked(s, emptyState, s)
+	}
+	if s.opts.Presence {
+		s.Out.push(Event{Session: s, Kind: EventPresenceState, State: d.pres.State()})
+	}
+	if s.opts.Cursors {
+		for id, data := range d.cursors {
+			s.Out.putCursor(s, id, data)
+		}
+	}
+	return nil
+}
+
+// remove ends s's membership; publish is false while the instance drains (its goodbye
+// already told the others).
+func (d *doc) remove(s *Session, publish bool) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s.left {
+		return false
+	}
+	s.left = true
+	delete(d.sessions, s)
+	delete(d.pending, s.ID)
+	if diff, v, ok := d.pres.Untrack(s.ID); ok {
+		d.applyLocked(diff)
+		if publish {
+			d.publishDiffLocked(diff, v)
+		}
+	}
+	d.forgetCursorLocked(s.ID)
+	return true
+}
+
+func (d *doc) track(s *Session, state json.RawMessage) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !s.left {
+		d.trackLocked(s, state, nil)
+	}
+}
+
+// trackLocked sets s's presence and tells everyone but except.
+func (d *doc) trackLocked(s *Session, state json.RawMessage, except *Session) {
+	diff, v := d.pres.Track(s.ID, presence.Entry{User: s.User, State: state})
+	if diff.Empty() {
+		return
+	}
+	d.deliverDiffLocked(diff, except)
+	d.publishDiffLocked(diff, v)
+}
+
+func (d *doc) untrack(s *Session) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s.left {
+		return
+	}
+	if diff, v, ok := d.pres.Untrack(s.ID); ok {
+		d.applyLocked(diff)
+		d.publishDiffLocked(diff, v)
+	}
+}
+
+// applyLocked delivers a presence change and drops the cursors of those who left.
+func (d *doc) applyLocked(diff presence.Diff) {
+	if diff.Empty() {
+		return
+	}
+	d.deliverDiffLocked(diff, nil)
+	for id := range diff.Leaves {
+		d.forgetCursorLocked(id)
+	}
+}
+
+func (d *doc) deliverDiffLocked(diff presence.Diff, except *Session) {
+	for s := range d.sessions {
+		if s != except && s.opts.Presence {
+			d.deliverLocked(s, Event{Session: s, Kind: EventPresenceDiff, Diff: diff})
+		}
+	}
+}
+
+func (d *doc) publishDiffLocked(diff presence.Diff, v presence.Version) {
+	env := presenceEnvelope{Node: d.hub.cfg.Node, Type: presenceDiff, V: v, Joins: diff.Joins, Leaves: diff.Leaves}
+	if err := d.hub.publish(d.subject(kindPresence), env); err != nil {
+		d.hub.log.Warn("publish presence", "doc", d.id, "err", err)
+	}
+}
+
+// forgetCursorLocked drops the cursor of member id everywhere here.
+func (d *doc) forgetCursorLocked(id string) {
+	if _, ok := d.cursors[id]; !ok {
+		return
+	}
+	delete(d.cursors, id)
+	for s := range d.sessions {
+		s.Out.dropCursor(s, id)
+	}
+}
+
+// cursor relays s's cursor to the other local members and queues it for the bus.
+func (d *doc) cursor(s *Session, data json.RawMessage) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s.left {
+		return
+	}
+	d.setCursorLocked(s.ID, data, s)
+	if d.pending == nil {
+		d.pending = map[string]json.RawMessage{}
+	}
+	d.pending[s.ID] = data
+	if !d.queued {
+		d.queued = true
+		d.hub.markDirty(d)
+	}
+}
+
+func (d *doc) setCursorLocked(id string, data json.RawMessage, sender *Session) {
+	if isNull(data) {
+		delete(d.cursors, id)
+	} else {
+		d.cursors[id] = data
+	}
+	for s := range d.sessions {
+		if s != sender && s.opts.Cursors {
+			s.Out.putCursor(s, id, data)
+		}
+	}
+}
+
+func isNull(data json.RawMessage) bool { return len(data) == 0 || string(data) == "null" }
+
+// publishCursors sends the pending cursors as one message.
+func (d *doc) publishCursors() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.queued = false
+	if d.closed || len(d.pending) == 0 {
+		return
+	}
+	env := cursorEnvelope{Node: d.hub.cfg.Node, Cursors: make([]cursorEntry, 0, len(d.pending))}
+	for id, data := range d.pending {
+		env.Cursors = append(env.Cursors, cursorEntry{ID: id, Data: data})
+	}
+	clear(d.pending)
+	if err := d.hub.publish(d.subject(kindCursor), env); err != nil {
+		d.hub.log.Warn("publish cursors", "doc", d.id, "err", err)
+	}
+}
+
+func (d *doc) broadcast(s *Session, name string, data json.RawMessage) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s.left {
+		return
+	}
+	env := bcastEnvelope{Node: d.hub.cfg.Node, From: s.ID, Event: name, Data: data}
+	d.deliverBroadcastLocked(s, env)
+	if err := d.hub.publish(d.subject(kindBcast), env); err != nil {
+		d.hub.log.Warn("publish broadcast", "doc", d.id, "err", err)
+	}
+}
+
+func (d *doc) deliverBroadcast(sender *Session, env bcastEnvelope) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.deliverBroadcastLocked(sender, env)
+}
+
+// deliverBroadcastLocked gives a broadcast to every local member but its sender (unless
+// the sender asked for its own).
+func (d *doc) deliverBroadcastLocked(sender *Session, env bcastEnvelope) {
+	for s := range d.sessions {
+		if s == sender && !s.opts.SelfBroadcast {
+			continue
+		}
+		d.deliverLocked(s, Event{Session: s, Kind: EventBroadcast, From: env.From, Name: env.Event, Data: env.Data})
+	}
+}
+
+// deliverLocked queues ev for s; a session too slow to take it is evicted, so that it
+// leaves at once for everyone, while its connection is still closing.
+func (d *doc) deliverLocked(s *Session, ev Event) {
+	if !s.Out.push(ev) {
+		d.hub.evict(s)
+	}
+}
+
+// onMessage handles what another instance published on this document.
+func (d *doc) onMessage(subject string, data []byte) {
+	kind := subject[strings.LastIndexByte(subject, '.')+1:]
+	var err error
+	switch kind {
+	case kindCursor:
+		var env cursorEnvelope
+		if err = json.Unmarshal(data, &env); err == nil {
+			d.onCursors(env)
+		}
+	case kindBcast:
+		var env bcastEnvelope
+		if err = json.Unmarshal(data, &env); err == nil {
+			d.deliverBroadcast(nil, env)
+		}
+	case kindPresence:
+		var env presenceEnvelope
+		if err = json.Unmarshal(data, &env); err == nil {
+			d.onPresence(env)
+		}
+	}
+	if err != nil {
+		d.hub.log.Warn("bad bus message", "subject", subject, "err", err)
+	}
+}
+
+func (d *doc) onCursors(env cursorEnvelope) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	for _, c := range env.Cursors {
+		d.setCursorLocked(c.ID, c.Data, nil)
+	}
+}
+
+func (d *doc) onPresence(env presenceEnvelope) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || env.Node == d.hub.cfg.Node {
+		return
+	}
+	switch env.Type {
+	case presenceDiff:
+		change, outcome := d.pres.ApplyDiff(env.Node, env.V, presence.Diff{Joins: env.Joins, Leaves: env.Leaves})
+		switch outcome {
+		case presence.Applied:
+			d.applyLocked(change)
+		case presence.Gap:
+			d.hub.log.Debug("presence gap, re-syncing", "doc", d.id, "from", env.Node)
+			d.requestSyncLocked(env.Node)
+		}
+	case presenceSnap:
+		if change, ok := d.pres.ApplySnapshot(env.Node, env.V, env.Members); ok {
+			d.applyLocked(change)
+		}
+		if d.waiting[env.Node] {
+			delete(d.waiting, env.Node)
+			if len(d.waiting) == 0 {
+				close(d.answered)
+			}
+		}
+	}
+}
+
+// dropNode removes the members of a dead or departed instance.
+func (d *doc) dropNode(node string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.applyLocked(d.pres.DropNode(node))
+}
+
+// announce publishes this instance's members of the document.
+func (d *doc) announce() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.announceLocked()
+}
+
+func (d *doc) announceLocked() {
+	members, v := d.pres.Local()
+	env := presenceEnvelope{Node: d.hub.cfg.Node, Type: presenceSnap, V: v, Members: members}
+	if err := d.hub.publish(d.subject(kindPresence), env); err != nil {
+		d.hub.log.Warn("publish snapshot", "doc", d.id, "err", err)
+	}
+}
+
+func (d *doc) requestSync(to string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.requestSyncLocked(to)
+}
+
+// requestSyncLocked asks every instance (or only to) for its members of the document.
+func (d *doc) requestSyncLocked(to string) {
+	if err := d.hub.publish(d.subject(kindSync), syncEnvelope{Node: d.hub.cfg.Node, To: to}); err != nil {
+		d.hub.log.Warn("publish sync request", "doc", d.id, "err", err)
+	}
+}
+
+func (d *doc) closeSessions(err *CloseError) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for s := range d.sessions {
+		s.Out.Close(err)
+	}
+}

@@ -1,0 +1,125 @@
+package collab
+
+import (
+	"encoding/json"
+	"time"
+
+	"collabd/presence"
+)
+
+// forgetDeadAfter is how long a dead instance is remembered, so that its members are
+// fetched again if it comes back (a partition that healed).
+const forgetDeadAfter = 10 * time.Minute
+
+func (h *Hub) publishHeartbeat(hello bool) {
+	if err := h.publish(h.bus.NodeSubject(kindHB), nodeEnvelope{Node: h.cfg.Node, Hello: hello}); err != nil {
+		h.log.Warn("publish heartbeat", "err", err)
+	}
+}
+
+// heartbeatLoop announces this instance and declares silent ones dead.
+func (h *Hub) heartbeatLoop() {
+	defer h.wg.Done()
+	t := time.NewTicker(h.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+		}
+		h.publishHeartbeat(false)
+		now := h.cfg.Now()
+		h.mu.Lock()
+		dead := h.live.Expire(now)
+		for _, n := range dead {
+			h.dead[n] = now
+		}
+		for n, at := range h.dead {
+			if now.Sub(at) > forgetDeadAfter {
+				delete(h.dead, n)
+			}
+		}
+		h.mu.Unlock()
+		for _, n := range dead {
+			h.log.Warn("instance silent, its members leave", "peer", n, "after", h.cfg.DownAfter)
+			h.dropNode(n)
+		}
+	}
+}
+
+func (h *Hub) dropNode(node string) {
+	for _, d := range h.openDocs() {
+		d.dropNode(node)
+	}
+}
+
+func (h *Hub) onHeartbeat(_ string, data []byte) {
+	var env nodeEnvelope
+	if err := json.Unmarshal(data, &env); err != nil || env.Node == "" || env.Node == h.cfg.Node {
+		return
+	}
+	h.mu.Lock()
+	isNew := h.live.Seen(env.Node, h.cfg.Now())
+	_, wasDead := h.dead[env.Node]
+	delete(h.dead, env.Node)
+	h.mu.Unlock()
+	if isNew && env.Hello {
+		h.publishHeartbeat(false) // so that the newcomer knows at once whom to wait for
+	}
+	if wasDead {
+		h.log.Info("instance is back, re-syncing its members", "peer", env.Node)
+		for _, d := range h.openDocs() {
+			d.requestSync(env.Node)
+		}
+	}
+}
+
+func (h *Hub) onBye(_ string, data []byte) {
+	var env nodeEnvelope
+	if err := json.Unmarshal(data, &env); err != nil || env.Node == h.cfg.Node {
+		return
+	}
+	h.mu.Lock()
+	h.live.Forget(env.Node)
+	h.mu.Unlock()
+	h.dropNode(env.Node)
+}
+
+// alivePeers returns the other instances known alive.
+func (h *Hub) alivePeers() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.live.Nodes()
+}
+
+// onSync answers another instance's request for this instance's members of a document,
+// with an empty snapshot when it has none, so the asker knows it heard everyone.
+func (h *Hub) onSync(subject string, data []byte) {
+	var env syncEnvelope
+	if err := json.Unmarshal(data, &env); err != nil || env.Node == h.cfg.Node {
+		return
+	}
+	if env.To != "" && env.To != h.cfg.Node {
+		return
+	}
+	id, ok := h.bus.DocFromSubject(subject)
+	if !ok {
+		return
+	}
+	h.mu.Lock()
+	d := h.docs[id]
+	if d == nil {
+		// Published under h.mu: a join that opens the document here publishes after it.
+		env := presenceEnvelope{Node: h.cfg.Node, Type: presenceSnap, V: presence.Version{}}
+		if err := h.publish(h.bus.DocSubject(id, kindPresence), env); err != nil {
+			h.log.Warn("publish snapshot", "doc", id, "err", err)
+		}
+		h.mu.Unlock()
+		return
+	}
+	d.mu.Lock()
+	h.mu.Unlock()
+	d.announceLocked()
+	d.mu.Unlock()
+}

@@ -1,0 +1,157 @@
+package collab
+
+import (
+	"encoding/json"
+	"sync"
+)
+
+// DefaultQueueBytes bounds the FIFO of one connection (presence and broadcasts).
+const DefaultQueueBytes = 1 << 20
+
+// Outbox is the outbound queue of one connection, shared by its sessions (a Phoenix socket
+// holds several) and drained by the connection's single writer. Delivery never blocks:
+// cursors replace the sender's slot, so they cannot grow the queue; presence, broadcasts
+// and replies go into a FIFO bounded in bytes, and overflowing it closes the connection
+// with the slow-consumer code.
+type Outbox struct {
+	maxBytes int
+	wake     chan struct{} // capacity 1: "there is something to drain"
+
+	mu      sync.Mutex
+	events  []Event         // guarded by mu
+	bytes   int             // guarded by mu: estimated size of events
+	cursors []CursorSlot    // guarded by mu: at most one per (session, sender)
+	slots   map[slotKey]int // guarded by mu: index into cursors
+	closed  *CloseError     // guarded by mu: set once; nothing is queued after it
+}
+
+// CursorSlot is the latest cursor of one sender, for one session.
+type CursorSlot struct {
+	Session *Session
+	ID      string          // the sender's session id
+	Data    json.RawMessage // null hides the cursor
+}
+
+type slotKey struct {
+	s  *Session
+	id string
+}
+
+// NewOutbox returns an empty outbox whose FIFO holds at most maxBytes (0: DefaultQueueBytes).
+func NewOutbox(maxBytes int) *Outbox {
+	if maxBytes <= 0 {
+		maxBytes = DefaultQueueBytes
+	}
+	return &Outbox{maxBytes: maxBytes, wake: make(chan struct{}, 1), slots: map[slotKey]int{}}
+}
+
+// Wake receives a value whenever there may be something to drain or the outbox closed.
+func (o *Outbox) Wake() <-chan struct{} { return o.wake }
+
+func (o *Outbox) signal() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Push queues ev for the writer; on overflow the outbox closes with ErrSlowConsumer. The
+// core queues everything of a session itself; the web layer pushes only replies that come
+// before a session exists (an auth ok).
+func (o *Outbox) Push(ev Event) { o.push(ev) }
+
+// push queues ev and reports false when the outbox is closed for being too slow.
+func (o *Outbox) push(ev Event) bool {
+	n := ev.size()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed != nil {
+		return o.closed != ErrSlowConsumer
+	}
+	if o.bytes+n > o.maxBytes {
+		o.closeLocked(ErrSlowConsumer)
+		return false
+	}
+	o.events = append(o.events, ev)
+	o.bytes += n
+	o.signal()
+	return true
+}
+
+// putCursor sets the latest cursor of sender id for session s.
+func (o *Outbox) putCursor(s *Session, id string, data json.RawMessage) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed != nil {
+		return
+	}
+	k := slotKey{s, id}
+	if i, ok := o.slots[k]; ok {
+		o.cursors[i].Data = data
+		return
+	}
+	o.slots[k] = len(o.cursors)
+	o.cursors = append(o.cursors, CursorSlot{Session: s, ID: id, Data: data})
+	o.signal()
+}
+
+// dropCursor forgets a queued cursor of sender id for session s (the sender left).
+func (o *Outbox) dropCursor(s *Session, id string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	k := slotKey{s, id}
+	i, ok := o.slots[k]
+	if !ok {
+		return
+	}
+	delete(o.slots, k)
+	last := len(o.cursors) - 1
+	if i != last {
+		o.cursors[i] = o.cursors[last]
+		o.slots[slotKey{o.cursors[i].Session, o.cursors[i].ID}] = i
+	}
+	o.cursors[last] = CursorSlot{}
+	o.cursors = o.cursors[:last]
+}
+
+// Close makes the writer end the connection with err, after what is already queued; the
+// first error wins.
+func (o *Outbox) Close(err *CloseError) {
+	o.mu.Lock()
+	o.closeLocked(err)
+	o.mu.Unlock()
+}
+
+func (o *Outbox) closeLocked(err *CloseError) {
+	if o.closed == nil {
+		o.closed = err
+	}
+	o.signal()
+}
+
+// Closed returns the error the outbox closed with, or nil.
+func (o *Outbox) Closed() *CloseError {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed
+}
+
+// Drain moves everything queued into events and cursors (reusing their storage) and
+// returns them with the close error, if any. Events come in order; cursors hold at most
+// one entry per (session, sender). After an overflow the events are dropped: the
+// connection is closing and the client must re-sync anyway.
+func (o *Outbox) Drain(events []Event, cursors []CursorSlot) ([]Event, []CursorSlot, *CloseError) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed != ErrSlowConsumer {
+		events = append(events, o.events...)
+		cursors = append(cursors, o.cursors...)
+	}
+	clear(o.events)
+	o.events = o.events[:0]
+	o.bytes = 0
+	clear(o.cursors)
+	o.cursors = o.cursors[:0]
+	clear(o.slots)
+	return events, cursors, o.closed
+}

@@ -1,0 +1,126 @@
+package collab
+
+import (
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// JoinOptions describes a membership: one client in one document.
+type JoinOptions struct {
+	Doc  string // a valid document id
+	User string // the user behind the session (JWT subject or display id)
+	// Present makes the session present with state {} from the start (native clients);
+	// otherwise it appears only once it tracks (Phoenix clients).
+	Present bool
+	// Presence, Cursors: whether the session receives presence events and cursors.
+	Presence, Cursors bool
+	// SelfBroadcast makes the session receive its own broadcasts (Phoenix broadcast.self).
+	SelfBroadcast bool
+	// ReadOnly refuses cursors and broadcasts from this session (presence stays allowed).
+	ReadOnly bool
+	// Tag is the web layer's, for its writer (a Phoenix topic and join ref, say).
+	Tag any
+}
+
+// Session is one membership: a client in a document, with its own limits. It delivers to
+// its connection's Outbox, which several sessions may share.
+type Session struct {
+	ID   string
+	User string
+	Doc  string
+	Tag  any
+	Out  *Outbox
+	opts JoinOptions
+	hub  *Hub
+	doc  *doc
+
+	cursorLim *rate.Limiter // per-session cursor rate
+	msgLim    *rate.Limiter // every other request
+	strikes   *rate.Limiter // dropped messages allowed before the session is closed
+
+	mu       sync.Mutex
+	lastWarn time.Time // guarded by mu: last rate_limited error frame
+	left     bool      // guarded by doc.mu: the session is no longer a member
+	evicted  atomic.Bool
+}
+
+// Options returns the options the session joined with.
+func (s *Session) Options() JoinOptions { return s.opts }
+
+// Handle executes one client request. Recoverable problems become error events; a
+// non-nil result means the connection must close with it.
+func (s *Session) Handle(cmd Command) *CloseError {
+	lim := s.msgLim
+	if cmd.Kind == CmdCursor {
+		lim = s.cursorLim
+	}
+	if !lim.Allow() {
+		return s.limited(cmd.Ref)
+	}
+	switch cmd.Kind {
+	case CmdCursor:
+		if s.opts.ReadOnly {
+			s.fail(cmd.Ref, Errorf(ErrCodeForbidden, "this token may not write in %q", s.Doc))
+			return nil
+		}
+		s.hub.cursor(s, cmd.Data)
+	case CmdTrack:
+		s.hub.track(s, cmd.Data)
+		s.ok(cmd.Ref)
+	case CmdUntrack:
+		s.hub.untrack(s)
+		s.ok(cmd.Ref)
+	case CmdBroadcast:
+		if s.opts.ReadOnly {
+			s.fail(cmd.Ref, Errorf(ErrCodeForbidden, "this token may not write in %q", s.Doc))
+			return nil
+		}
+		s.hub.broadcast(s, cmd.Name, cmd.Data)
+		s.ok(cmd.Ref)
+	case CmdPing:
+		s.Out.push(Event{Session: s, Kind: EventPong, Ref: cmd.Ref, Data: cmd.Data})
+	default:
+		s.fail(cmd.Ref, Errorf(ErrCodeUnknownType, "unknown command"))
+	}
+	return nil
+}
+
+// limited handles a request over the rate: dropped, with an error frame at most once a
+// second, and the connection closed once the client keeps it up.
+func (s *Session) limited(ref string) *CloseError {
+	if !s.strikes.Allow() {
+		return ErrRateLimited
+	}
+	now := time.Now()
+	s.mu.Lock()
+	warn := ref != "" || now.Sub(s.lastWarn) >= time.Second
+	if warn {
+		s.lastWarn = now
+	}
+	s.mu.Unlock()
+	if warn {
+		s.fail(ref, Errorf(ErrCodeRateLimited, "too many messages; this one was dropped"))
+	}
+	return nil
+}
+
+func (s *Session) ok(ref string) {
+	if ref != "" {
+		s.Out.push(Event{Session: s, Kind: EventOK, Ref: ref})
+	}
+}
+
+// Fail sends the session an error frame (for problems found before a Command exists,
+// such as a frame that does not decode).
+func (s *Session) Fail(ref string, err *Error) { s.fail(ref, err) }
+
+func (s *Session) fail(ref string, err *Error) {
+	s.Out.push(Event{Session: s, Kind: EventError, Ref: ref, Err: err})
+}
+
+// emptyState is the presence state of a session that has not tracked.
+var emptyState = json.RawMessage(`{}`)

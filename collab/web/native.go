@@ -1,0 +1,252 @@
+package web
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+
+	"collabd/collab"
+	"collabd/collab/wire"
+)
+
+// nativeReadLimit is the largest client frame: the largest payload (a broadcast) with room
+// for its envelope. Larger frames close the connection with 1009.
+const nativeReadLimit = collab.MaxBroadcastBytes + 4<<10
+
+// maxBadFrames is how many bad frames a connection may send in a row before it is closed
+// with 4000.
+const maxBadFrames = 20
+
+// upgrade is what the checks before a WebSocket upgrade found, for the handler.
+type upgrade struct {
+	doc   string
+	ip    string
+	ident *identity // nil: no token yet (auth off, or the client sends it first thing)
+}
+
+const localsUpgrade = "collabd.upgrade"
+
+// upgradeNative checks a native connection before the upgrade and answers plain HTTP when
+// it cannot go on: 426 not a WebSocket, 400 bad document id, 403 origin or permission,
+// 401 bad token, 429 connection limit, 503 draining.
+func (s *Server) upgradeNative(c *fiber.Ctx) error {
+	if !websocket.IsWebSocketUpgrade(c) {
+		return s.refuse(c, fiber.StatusUpgradeRequired, "this endpoint speaks WebSocket only")
+	}
+	doc, err := url.PathUnescape(c.Params("doc"))
+	if err != nil {
+		return s.refuse(c, fiber.StatusBadRequest, "bad document id: "+err.Error())
+	}
+	doc = strings.Clone(doc)
+	if err := collab.ValidDocID(doc); err != nil {
+		return s.refuse(c, fiber.StatusBadRequest, "bad "+err.Error())
+	}
+	u := &upgrade{doc: doc, ip: c.IP()}
+	if status, msg := s.checkCommon(c); status != 0 {
+		return s.refuse(c, status, msg)
+	}
+	if s.auth != nil {
+		if tok := bearer(c); tok != "" {
+			id, err := s.auth.verify(tok)
+			if err != nil {
+				return s.refuse(c, fiber.StatusUnauthorized, err.Error())
+			}
+			if !id.allows(doc) {
+				return s.refuse(c, fiber.StatusForbidden, "token does not allow document "+doc)
+			}
+			u.ident = &id
+		}
+	}
+	if !s.limits.acquire(u.ip) {
+		return s.refuse(c, fiber.StatusTooManyRequests, "too many connections")
+	}
+	c.Locals(localsUpgrade, u)
+	return c.Next()
+}
+
+// checkCommon applies the checks every WebSocket endpoint shares: draining and origin.
+func (s *Server) checkCommon(c *fiber.Ctx) (int, string) {
+	if !s.Ready() {
+		return fiber.StatusServiceUnavailable, "instance is draining or not connected, try another"
+	}
+	if s.origins != nil {
+		if o := c.Get(fiber.HeaderOrigin); o != "" && !s.origins[o] {
+			return fiber.StatusForbidden, "origin not allowed"
+		}
+	}
+	return 0, ""
+}
+
+func (s *Server) refuse(c *fiber.Ctx, status int, msg string) error {
+	s.metrics.refused.WithLabelValues(itoa(status)).Inc()
+	return c.Status(status).SendString(msg + "\n")
+}
+
+// bearer returns the token of the token query parameter or the Authorization header.
+func bearer(c *fiber.Ctx) string {
+	if t := c.Query("token"); t != "" {
+		return t
+	}
+	h := c.Get(fiber.HeaderAuthorization)
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (s *Server) wsConfig() websocket.Config {
+	return websocket.Config{
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   4096,
+		WriteBufferSize:  4096,
+		RecoverHandler: func(ws *websocket.Conn) {
+			if p := recover(); p != nil {
+				s.log.Error("panic in connection handler", "panic", p)
+			}
+		},
+	}
+}
+
+func (s *Server) nativeHandler() fiber.Handler {
+	return websocket.New(func(ws *websocket.Conn) {
+		u := ws.Locals(localsUpgrade).(*upgrade)
+		s.handlers.Add(1)
+		defer s.handlers.Add(-1)
+		defer s.limits.release(u.ip)
+		ws.SetReadLimit(nativeReadLimit)
+		c := s.newConn(ws, nativeEncoder{})
+		c.serve(func() *collab.CloseError { return s.readNative(c, u, ws.Query("user")) })
+	}, s.wsConfig())
+}
+
+// readNative runs a native connection: authentication when the upgrade carried no token,
+// the join, then one command per frame until the connection ends.
+func (s *Server) readNative(c *conn, u *upgrade, user string) *collab.CloseError {
+	c.extendOnPong()
+	ident := u.ident
+	var authRef string
+	if s.auth != nil && ident == nil {
+		id, ref, cerr := s.firstAuth(c, u.doc)
+		if cerr != nil {
+			return cerr
+		}
+		ident, authRef = &id, ref
+	}
+	opts := collab.JoinOptions{Doc: u.doc, User: user, Present: true, Presence: true, Cursors: true}
+	if ident != nil {
+		opts.User, opts.ReadOnly = ident.user, !ident.write
+		c.setExpiry(ident.expires)
+	}
+	if opts.User == "" {
+		opts.User = "anonymous"
+	}
+	if authRef != "" {
+		c.out.Push(collab.Event{Kind: collab.EventOK, Ref: authRef})
+	}
+	sess, err := s.hub.Join(context.Background(), c.out, opts)
+	if err != nil {
+		if cerr, ok := err.(*collab.CloseError); ok {
+			return cerr
+		}
+		s.log.Error("join failed", "doc", u.doc, "err", err)
+		return collab.ErrInternal
+	}
+	defer s.hub.Leave(sess)
+
+	bad := 0
+	for {
+		mt, frame, cerr := c.readFrame()
+		if cerr != nil {
+			return cerr
+		}
+		s.metrics.framesIn.WithLabelValues("native").Inc()
+		if mt != websocket.TextMessage {
+			return errBinaryFrames
+		}
+		cmd, ref, perr := wire.DecodeNative(frame)
+		if perr != nil {
+			if bad++; bad > maxBadFrames {
+				return collab.ErrProtocol
+			}
+			sess.Fail(ref, perr)
+			continue
+		}
+		bad = 0
+		if cmd.Kind == collab.CmdAuth {
+			if cerr := s.refreshAuth(c, sess, cmd.Token); cerr != nil {
+				return cerr
+			}
+			if cmd.Ref != "" {
+				c.out.Push(collab.Event{Session: sess, Kind: collab.EventOK, Ref: cmd.Ref})
+			}
+			continue
+		}
+		if cerr := sess.Handle(cmd); cerr != nil {
+			return cerr
+		}
+	}
+}
+
+// firstAuth waits for the auth message of a connection whose upgrade carried no token.
+func (s *Server) firstAuth(c *conn, doc string) (identity, string, *collab.CloseError) {
+	_ = c.ws.SetReadDeadline(time.Now().Add(s.cfg.AuthTimeout))
+	mt, frame, err := c.ws.ReadMessage()
+	if err != nil {
+		return identity{}, "", errAuthMissing
+	}
+	if mt != websocket.TextMessage {
+		return identity{}, "", errAuthMissing
+	}
+	cmd, ref, perr := wire.DecodeNative(frame)
+	if perr != nil || cmd.Kind != collab.CmdAuth {
+		return identity{}, ref, errAuthMissing
+	}
+	id, verr := s.auth.verify(cmd.Token)
+	if verr != nil {
+		return identity{}, ref, errAuthInvalid
+	}
+	if !id.allows(doc) {
+		return identity{}, ref, errAuthDoc
+	}
+	return id, ref, nil
+}
+
+// refreshAuth takes a fresh token for a joined session: same user, same document.
+func (s *Server) refreshAuth(c *conn, sess *collab.Session, token string) *collab.CloseError {
+	if s.auth == nil {
+		return nil // auth is off: there is nothing to refresh
+	}
+	id, err := s.auth.verify(token)
+	if err != nil {
+		return errAuthInvalid
+	}
+	if id.user != sess.User {
+		return errAuthUser
+	}
+	if !id.allows(sess.Doc) {
+		return errAuthDoc
+	}
+	c.setExpiry(id.expires)
+	return nil
+}
+
+// nativeEncoder writes native frames: one per event, then one cursors frame.
+type nativeEncoder struct{}
+
+func (nativeEncoder) encode(w *frameWriter, events []collab.Event, cursors []collab.CursorSlot) error {
+	for i := range events {
+		w.buf = wire.AppendNative(w.buf[:0], &events[i])
+		if err := w.text(w.buf); err != nil {
+			return err
+		}
+	}
+	if len(cursors) > 0 {
+		w.buf = wire.AppendNativeCursors(w.buf[:0], cursors)
+		return w.text(w.buf)
+	}
+	return nil
+}

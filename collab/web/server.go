@@ -1,0 +1,184 @@
+// Package web serves collabd over HTTP with Fiber: the WebSocket endpoints, health,
+// readiness and metrics, and the demo page. It owns every client connection: one reader
+// (the handler) and one writer goroutine each.
+package web
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/filesystem"
+
+	"collabd/collab"
+)
+
+// Config tunes the web server. Its zero value works (auth off, any origin).
+type Config struct {
+	// JWTSecret turns auth on: every connection needs a valid HS256 token. Default "" (off).
+	JWTSecret string
+	// Origins lists the browser origins allowed to connect; empty allows any.
+	Origins []string
+	// MaxConns limits WebSocket connections on this instance. Default 50000.
+	MaxConns int
+	// MaxConnsPerIP limits WebSocket connections from one address. Default 2000.
+	MaxConnsPerIP int
+	// QueueBytes bounds each connection's outbound FIFO. Default 1 MiB.
+	QueueBytes int
+	// PingInterval is how often the server pings a connection. Default 20s.
+	PingInterval time.Duration
+	// IdleTimeout closes a connection that sent nothing, not even a pong, for this long.
+	// Default 45s.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds one write to a client. Default 10s.
+	WriteTimeout time.Duration
+	// AuthTimeout is how long a connection without a token may take to send its auth
+	// message. Default 5s.
+	AuthTimeout time.Duration
+	// Ready reports whether the instance can serve (its bus is connected). Default: always.
+	Ready func() bool
+	// Static is served at / (the demo page). Default: nothing.
+	Static fs.FS
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxConns <= 0 {
+		c.MaxConns = 50000
+	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = 2000
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = collab.DefaultQueueBytes
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 20 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 45 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.AuthTimeout <= 0 {
+		c.AuthTimeout = 5 * time.Second
+	}
+	if c.Ready == nil {
+		c.Ready = func() bool { return true }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Server is the HTTP side of one collabd instance.
+type Server struct {
+	cfg     Config
+	hub     *collab.Hub
+	auth    *authenticator
+	origins map[string]bool
+	limits  *connLimits
+	metrics *metrics
+	log     *slog.Logger
+	app     *fiber.App
+
+	// handlers counts running WebSocket handlers: they run on hijacked connections, which
+	// the Fiber shutdown does not wait for.
+	handlers atomic.Int64
+}
+
+// New builds the Fiber app for hub.
+func New(hub *collab.Hub, cfg Config) *Server {
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:    cfg,
+		hub:    hub,
+		auth:   newAuthenticator(cfg.JWTSecret),
+		limits: newConnLimits(cfg.MaxConns, cfg.MaxConnsPerIP),
+		log:    cfg.Logger,
+	}
+	if len(cfg.Origins) > 0 {
+		s.origins = map[string]bool{}
+		for _, o := range cfg.Origins {
+			s.origins[strings.TrimRight(strings.TrimSpace(o), "/")] = true
+		}
+	}
+	s.metrics = newMetrics(s)
+	s.app = fiber.New(fiber.Config{
+		AppName:               "collabd",
+		DisableStartupMessage: true,
+		ReadTimeout:           30 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		ErrorHandler:          s.errorHandler,
+	})
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok\n") })
+	s.app.Get("/readyz", s.readyz)
+	s.app.Get("/metrics", s.metrics.handler())
+	s.app.Get("/ws/:doc", s.upgradeNative, s.nativeHandler())
+	if s.cfg.Static != nil {
+		s.app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(s.cfg.Static), Index: "index.html"}))
+	}
+}
+
+// App is the Fiber app, for tests and for mounting.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+
+// Shutdown stops accepting and waits for the handlers to return, up to timeout; call
+// hub.Drain first so that open connections close with 1012.
+func (s *Server) Shutdown(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	if err := s.app.ShutdownWithTimeout(timeout); err != nil {
+		return err
+	}
+	for s.handlers.Load() > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("web: %d connections still open at the shutdown deadline", s.handlers.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// Ready reports whether the instance accepts clients.
+func (s *Server) Ready() bool { return !s.hub.Draining() && s.cfg.Ready() }
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	if !s.Ready() {
+		return c.Status(fiber.StatusServiceUnavailable).SendString("not ready\n")
+	}
+	return c.SendString("ready\n")
+}
+
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	code := fiber.StatusInternalServerError
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		code = fe.Code
+	}
+	if code >= 500 {
+		s.log.Error("http error", "path", c.Path(), "err", err)
+		return c.Status(code).SendString("internal error\n")
+	}
+	return c.Status(code).SendString(err.Error() + "\n")
+}
