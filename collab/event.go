@@ -47,6 +47,7 @@ const (
 	EventOK                                 // Ref: a request succeeded
 	EventError                              // Ref, Err: a request failed; the connection stays
 	EventPong                               // Ref, Data: the ping's
+	EventFrame                              // Data: a text frame the web layer encoded (a reply that belongs to no session)
 )
 
 // Event is one message for one session. Maps and raw messages in it are shared between

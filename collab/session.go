@@ -69,11 +69,11 @@ func (s *Session) Handle(cmd Command) *CloseError {
 		}
 		s.hub.cursor(s, cmd.Data)
 	case CmdTrack:
+		s.ok(cmd.Ref)
 		s.hub.track(s, cmd.Data)
-		s.ok(cmd.Ref)
 	case CmdUntrack:
-		s.hub.untrack(s)
 		s.ok(cmd.Ref)
+		s.hub.untrack(s)
 	case CmdBroadcast:
 		if s.opts.ReadOnly {
 			s.fail(cmd.Ref, Errorf(ErrCodeForbidden, "this token may not write in %q", s.Doc))

@@ -131,6 +131,13 @@ func (s *Server) routes() {
 	s.app.Get("/readyz", s.readyz)
 	s.app.Get("/metrics", s.metrics.handler())
 	s.app.Get("/ws/:doc", s.upgradeNative, s.nativeHandler())
+	phx := s.phoenixHandler()
+	for _, path := range []string{"/realtime/v1/websocket", "/socket/websocket"} {
+		s.app.Get(path, s.upgradePhoenix, phx)
+	}
+	for _, path := range []string{"/realtime/v1/api/broadcast", "/api/broadcast"} {
+		s.app.Post(path, s.restBroadcast)
+	}
 	if s.cfg.Static != nil {
 		s.app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(s.cfg.Static), Index: "index.html"}))
 	}

@@ -168,6 +168,8 @@ func AppendNative(dst []byte, ev *collab.Event) []byte {
 		dst = append(dst, `,"message":`...)
 		dst = appendString(dst, ev.Err.Message)
 		return append(dst, "}}"...)
+	case collab.EventFrame:
+		return append(dst, ev.Data...)
 	case collab.EventPong:
 		dst = append(dst, `{"type":"pong"`...)
 		if ev.Ref != "" {

@@ -1,0 +1,419 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+
+	"github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+
+	"collabd/collab"
+	"collabd/collab/wire"
+)
+
+// The Phoenix channel protocol that @supabase/realtime-js speaks (DESIGN.md section 6):
+// one socket, many channels (topics), each a membership in the core. A topic
+// "realtime:<name>" is the document <name>.
+
+const (
+	phxTopicPrefix  = "realtime:"
+	phxMaxChannels  = 100 // channels one socket may join
+	phxReadLimit    = collab.MaxBroadcastBytes + 8<<10
+	localsPhxSocket = "collabd.phx"
+)
+
+// phxUpgrade is what the checks before a Phoenix upgrade found.
+type phxUpgrade struct {
+	ip     string
+	vsn    string
+	apikey *identity // the apikey verified as a token, when auth is on and it is one
+}
+
+// upgradePhoenix checks a Phoenix socket before the upgrade: 426 not a WebSocket, 400
+// unknown vsn, 403 origin, 429 connection limit, 503 draining. Tokens are checked per
+// channel join, as Supabase Realtime does.
+func (s *Server) upgradePhoenix(c *fiber.Ctx) error {
+	if !websocket.IsWebSocketUpgrade(c) {
+		return s.refuse(c, fiber.StatusUpgradeRequired, "this endpoint speaks WebSocket only")
+	}
+	vsn, err := wire.NormalizePhxVsn(c.Query("vsn"))
+	if err != nil {
+		return s.refuse(c, fiber.StatusBadRequest, err.Error())
+	}
+	if status, msg := s.checkCommon(c); status != 0 {
+		return s.refuse(c, status, msg)
+	}
+	u := &phxUpgrade{ip: c.IP(), vsn: vsn}
+	if s.auth != nil {
+		if key := apikey(c); key != "" {
+			if id, err := s.auth.verify(key); err == nil {
+				u.apikey = &id
+			}
+		}
+	}
+	if !s.limits.acquire(u.ip) {
+		return s.refuse(c, fiber.StatusTooManyRequests, "too many connections")
+	}
+	c.Locals(localsPhxSocket, u)
+	return c.Next()
+}
+
+// apikey returns the Supabase API key of the apikey query parameter or header.
+func apikey(c *fiber.Ctx) string {
+	if k := c.Query("apikey"); k != "" {
+		return k
+	}
+	return c.Get("apikey")
+}
+
+func (s *Server) phoenixHandler() fiber.Handler {
+	return websocket.New(func(ws *websocket.Conn) {
+		u := ws.Locals(localsPhxSocket).(*phxUpgrade)
+		s.handlers.Add(1)
+		defer s.handlers.Add(-1)
+		defer s.limits.release(u.ip)
+		ws.SetReadLimit(phxReadLimit)
+		c := s.newConn(ws, phxEncoder{vsn: u.vsn})
+		p := &phxSocket{srv: s, c: c, up: u, channels: map[string]*phxChannel{}}
+		c.serve(p.read)
+	}, s.wsConfig())
+}
+
+// phxSocket is the reader's state of one Phoenix socket.
+type phxSocket struct {
+	srv      *Server
+	c        *conn
+	up       *phxUpgrade
+	channels map[string]*phxChannel // owned by the reader: joined channels by topic
+}
+
+// phxChannel is one joined topic; the core's session carries it as its Tag, for the
+// writer. It does not change after the join.
+type phxChannel struct {
+	topic   string
+	joinRef wire.PhxRef // the join's join_ref: every push of the channel carries it
+	joinMsg wire.PhxRef // the join's ref, for the join reply
+	ack     bool        // broadcast.ack: reply to broadcasts
+	sess    *collab.Session
+}
+
+func (p *phxSocket) read() *collab.CloseError {
+	p.c.extendOnPong()
+	defer func() {
+		for _, ch := range p.channels {
+			p.srv.hub.Leave(ch.sess)
+		}
+	}()
+	bad := 0
+	for {
+		mt, data, cerr := p.c.readFrame()
+		if cerr != nil {
+			return cerr
+		}
+		p.srv.metrics.framesIn.WithLabelValues("phoenix").Inc()
+		msg, err := wire.DecodePhx(p.up.vsn, data, mt == websocket.BinaryMessage)
+		if err != nil {
+			// Without a topic and ref there is nobody to reply to.
+			p.srv.log.Debug("bad phoenix frame", "err", err)
+			if bad++; bad > maxBadFrames {
+				return collab.ErrProtocol
+			}
+			continue
+		}
+		bad = 0
+		if cerr := p.handle(msg); cerr != nil {
+			return cerr
+		}
+	}
+}
+
+func (p *phxSocket) handle(msg wire.PhxMessage) *collab.CloseError {
+	if msg.Topic == wire.PhxTopicPhoenix && msg.Event == wire.PhxEventHeartbeat {
+		p.reply(wire.PhxReply(msg, wire.PhxStatusOK, nil))
+		return nil
+	}
+	if msg.Event == wire.PhxEventJoin {
+		p.join(msg)
+		return nil
+	}
+	ch := p.channels[msg.Topic]
+	if ch == nil {
+		if msg.Event != wire.PhxEventLeave && msg.Event != wire.PhxEventAccessToken {
+			p.reply(wire.PhxReplyError(msg, "unmatched topic"))
+		}
+		return nil
+	}
+	switch msg.Event {
+	case wire.PhxEventLeave:
+		p.leave(ch)
+		p.reply(wire.PhxReply(msg, wire.PhxStatusOK, nil))
+		p.reply(wire.PhxClose(ch.joinRef, ch.topic))
+	case wire.PhxEventAccessToken:
+		return p.accessToken(ch, msg)
+	case wire.PhxEventBroadcast:
+		return p.broadcast(ch, msg)
+	case wire.PhxEventPresence:
+		return p.presence(ch, msg)
+	default:
+		p.reply(wire.PhxReplyError(msg, "unknown event "+truncate(msg.Event, 64)))
+	}
+	return nil
+}
+
+// phxJoinConfig is the config of a phx_join payload.
+type phxJoinConfig struct {
+	Config struct {
+		Broadcast struct {
+			Self bool `json:"self"`
+			Ack  bool `json:"ack"`
+		} `json:"broadcast"`
+		Presence struct {
+			Key     string `json:"key"`
+			Enabled *bool  `json:"enabled"`
+		} `json:"presence"`
+		Private         bool              `json:"private"`
+		PostgresChanges []json.RawMessage `json:"postgres_changes"`
+	} `json:"config"`
+	AccessToken string `json:"access_token"`
+}
+
+func (p *phxSocket) join(msg wire.PhxMessage) {
+	var cfg phxJoinConfig
+	if len(msg.Payload) > 0 {
+		if err := json.Unmarshal(msg.Payload, &cfg); err != nil {
+			p.reply(wire.PhxReplyError(msg, "bad join payload: "+err.Error()))
+			return
+		}
+	}
+	if len(cfg.Config.PostgresChanges) > 0 {
+		p.reply(wire.PhxReplyError(msg, "postgres_changes is not supported by this server: use broadcast and presence"))
+		return
+	}
+	doc := strings.TrimPrefix(msg.Topic, phxTopicPrefix)
+	if err := collab.ValidDocID(doc); err != nil {
+		p.reply(wire.PhxReplyError(msg, "bad topic: "+err.Error()))
+		return
+	}
+	ident, reason := p.identify(cfg.AccessToken, doc)
+	if reason != "" {
+		p.reply(wire.PhxReplyError(msg, reason))
+		return
+	}
+	if old := p.channels[msg.Topic]; old != nil {
+		// A join of a joined topic replaces the channel, as Phoenix does.
+		p.leave(old)
+	} else if len(p.channels) >= phxMaxChannels {
+		p.reply(wire.PhxReplyError(msg, "too many channels on this socket"))
+		return
+	}
+	ch := &phxChannel{topic: msg.Topic, joinRef: msg.JoinRef, joinMsg: msg.Ref, ack: cfg.Config.Broadcast.Ack}
+	if !ch.joinRef.Valid {
+		ch.joinRef = msg.Ref
+	}
+	key := cfg.Config.Presence.Key
+	if key == "" {
+		key = randomKey()
+	}
+	opts := collab.JoinOptions{
+		Doc:           doc,
+		User:          key,
+		Presence:      true,
+		SelfBroadcast: cfg.Config.Broadcast.Self,
+		Tag:           ch,
+	}
+	if ident != nil {
+		opts.ReadOnly = !ident.write
+		p.c.setExpiry(ident.expires)
+	}
+	sess, err := p.srv.hub.Join(context.Background(), p.c.out, opts)
+	if err != nil {
+		reason := "join failed"
+		if ce, ok := err.(*collab.CloseError); ok {
+			reason = ce.Reason
+		} else {
+			p.srv.log.Error("join failed", "doc", doc, "err", err)
+		}
+		p.reply(wire.PhxReplyError(msg, reason))
+		return
+	}
+	ch.sess = sess
+	p.channels[msg.Topic] = ch
+}
+
+// identify checks the token of a join when auth is on: the join's access_token, else the
+// socket's apikey. It returns the reason to refuse the join, or "".
+func (p *phxSocket) identify(token, doc string) (*identity, string) {
+	if p.srv.auth == nil {
+		return nil, ""
+	}
+	var id *identity
+	if token != "" {
+		v, err := p.srv.auth.verify(token)
+		if err != nil {
+			return nil, "Unauthorized: " + err.Error()
+		}
+		id = &v
+	} else if p.up.apikey != nil {
+		id = p.up.apikey
+	} else {
+		return nil, "Unauthorized: a valid access token or apikey is required"
+	}
+	if !id.allows(doc) {
+		return nil, "Unauthorized: You do not have permissions to read from this Channel topic: " + doc
+	}
+	return id, ""
+}
+
+func (p *phxSocket) leave(ch *phxChannel) {
+	p.srv.hub.Leave(ch.sess)
+	delete(p.channels, ch.topic)
+}
+
+// accessToken takes a fresh token for the socket; an invalid one ends the channel.
+func (p *phxSocket) accessToken(ch *phxChannel, msg wire.PhxMessage) *collab.CloseError {
+	if p.srv.auth == nil {
+		return nil
+	}
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.Unmarshal(msg.Payload, &body) // an empty token is refused below
+	id, reason := p.identify(body.AccessToken, ch.sess.Doc)
+	if reason != "" || body.AccessToken == "" {
+		p.leave(ch)
+		p.reply(wire.PhxClose(ch.joinRef, ch.topic))
+		return nil
+	}
+	p.c.setExpiry(id.expires)
+	return nil
+}
+
+func (p *phxSocket) broadcast(ch *phxChannel, msg wire.PhxMessage) *collab.CloseError {
+	b := msg.Broadcast
+	ref := ""
+	if ch.ack && msg.Ref.Valid {
+		ref = msg.Ref.Value
+	}
+	switch {
+	case b == nil || b.Event == "":
+		p.reply(wire.PhxReplyError(msg, "broadcast needs an event"))
+		return nil
+	case !b.JSON:
+		p.reply(wire.PhxReplyError(msg, "binary broadcast payloads are not supported; send JSON"))
+		return nil
+	case len(b.Payload) > collab.MaxBroadcastBytes:
+		p.reply(wire.PhxReplyError(msg, "broadcast payload too large"))
+		return nil
+	}
+	data := json.RawMessage(b.Payload)
+	if len(data) == 0 {
+		data = json.RawMessage("{}")
+	}
+	return ch.sess.Handle(collab.Command{Kind: collab.CmdBroadcast, Ref: ref, Name: b.Event, Data: data})
+}
+
+func (p *phxSocket) presence(ch *phxChannel, msg wire.PhxMessage) *collab.CloseError {
+	var body struct {
+		Event   string          `json:"event"`
+		Payload json.RawMessage `json:"payload"`
+	}
+	if err := json.Unmarshal(msg.Payload, &body); err != nil {
+		p.reply(wire.PhxReplyError(msg, "bad presence payload"))
+		return nil
+	}
+	ref := msg.Ref.Value
+	switch body.Event {
+	case "track":
+		state := body.Payload
+		if len(state) == 0 || string(state) == "null" {
+			state = json.RawMessage("{}")
+		}
+		if len(state) > collab.MaxStateBytes || state[0] != '{' {
+			p.reply(wire.PhxReplyError(msg, "presence payload must be a JSON object of at most 4 KiB"))
+			return nil
+		}
+		return ch.sess.Handle(collab.Command{Kind: collab.CmdTrack, Ref: ref, Data: state})
+	case "untrack":
+		return ch.sess.Handle(collab.Command{Kind: collab.CmdUntrack, Ref: ref})
+	}
+	p.reply(wire.PhxReplyError(msg, "unknown presence event "+truncate(body.Event, 64)))
+	return nil
+}
+
+// reply queues a frame that belongs to no session.
+func (p *phxSocket) reply(m wire.PhxMessage) {
+	p.c.out.Push(collab.Event{Kind: collab.EventFrame, Data: wire.AppendPhx(nil, p.up.vsn, m)})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func randomKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
+}
+
+// phxEncoder writes a Phoenix socket's frames; events carry their channel in the
+// session's Tag.
+type phxEncoder struct{ vsn string }
+
+func (e phxEncoder) encode(w *frameWriter, events []collab.Event, _ []collab.CursorSlot) error {
+	for i := range events {
+		ev := &events[i]
+		if ev.Kind == collab.EventFrame {
+			if err := w.text(ev.Data); err != nil {
+				return err
+			}
+			continue
+		}
+		ch := ev.Session.Tag.(*phxChannel)
+		m := wire.PhxMessage{JoinRef: ch.joinRef, Topic: ch.topic}
+		switch ev.Kind {
+		case collab.EventWelcome:
+			m.Ref, m.Event = ch.joinMsg, wire.PhxEventReply
+			m.Payload = json.RawMessage(`{"status":"ok","response":{"postgres_changes":[]}}`)
+		case collab.EventPresenceState:
+			m.Event = wire.PhxEventPresenceState
+			m.Payload = wire.AppendPhxPresenceState(nil, ev.State)
+		case collab.EventPresenceDiff:
+			m.JoinRef, m.Event = wire.PhxRef{}, wire.PhxEventPresenceDiff
+			m.Payload = wire.AppendPhxPresenceDiff(nil, ev.Diff)
+		case collab.EventBroadcast:
+			if e.vsn == wire.PhxVsn2 {
+				frame, err := wire.AppendPhxUserBroadcast(w.buf[:0], ch.topic, ev.Name, ev.Data)
+				if err == nil {
+					w.buf = frame
+					if err := w.binary(frame); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			m = wire.PhxBroadcast(ch.topic, ev.Name, ev.Data)
+		case collab.EventOK:
+			m.Ref, m.Event = wire.PhxRefOf(ev.Ref), wire.PhxEventReply
+			m.Payload = json.RawMessage(`{"status":"ok","response":{}}`)
+		case collab.EventError:
+			req := wire.PhxMessage{JoinRef: ch.joinRef, Ref: wire.PhxRefOf(ev.Ref), Topic: ch.topic}
+			if ev.Ref == "" {
+				req.Ref = wire.PhxRef{}
+			}
+			m = wire.PhxReplyError(req, ev.Err.Message)
+		default:
+			continue
+		}
+		w.buf = wire.AppendPhx(w.buf[:0], e.vsn, m)
+		if err := w.text(w.buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}

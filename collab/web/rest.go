@@ -1,0 +1,83 @@
+package web
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"collabd/collab"
+)
+
+// restMaxMessages bounds the messages of one REST broadcast request.
+const restMaxMessages = 100
+
+// restBroadcastBody is the Supabase REST broadcast request.
+type restBroadcastBody struct {
+	Messages []struct {
+		Topic   string          `json:"topic"`
+		Event   string          `json:"event"`
+		Payload json.RawMessage `json:"payload"`
+	} `json:"messages"`
+}
+
+// restBroadcast sends broadcasts from a server: POST {"messages":[{"topic","event",
+// "payload"}]}, the topic with or without the "realtime:" prefix. It answers 202 once
+// every message is on its way, or 400 naming the first bad message and sending none.
+// With auth on it needs a token (apikey header, Authorization: Bearer, or token query)
+// that may write in every topic.
+func (s *Server) restBroadcast(c *fiber.Ctx) error {
+	var ident *identity
+	if s.auth != nil {
+		tok := bearer(c)
+		if tok == "" {
+			tok = apikey(c)
+		}
+		if tok == "" {
+			return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": "a token is required (apikey header or Authorization: Bearer)"})
+		}
+		id, err := s.auth.verify(tok)
+		if err != nil {
+			return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": err.Error()})
+		}
+		ident = &id
+	}
+	var body restBroadcastBody
+	if err := json.Unmarshal(c.Body(), &body); err != nil {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "body must be {\"messages\":[{\"topic\",\"event\",\"payload\"}]}: " + err.Error()})
+	}
+	if len(body.Messages) == 0 || len(body.Messages) > restMaxMessages {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": fmt.Sprintf("send 1 to %d messages", restMaxMessages)})
+	}
+	docs := make([]string, len(body.Messages))
+	for i, m := range body.Messages {
+		doc := strings.TrimPrefix(m.Topic, phxTopicPrefix)
+		var problem string
+		switch {
+		case collab.ValidDocID(doc) != nil:
+			problem = "bad topic: " + collab.ValidDocID(doc).Error()
+		case m.Event == "":
+			problem = "event is required"
+		case len(m.Payload) > collab.MaxBroadcastBytes:
+			problem = fmt.Sprintf("payload larger than %d bytes", collab.MaxBroadcastBytes)
+		case ident != nil && (!ident.write || !ident.allows(doc)):
+			return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": fmt.Sprintf("messages[%d]: token may not write in %q", i, doc)})
+		}
+		if problem != "" {
+			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": fmt.Sprintf("messages[%d]: %s", i, problem)})
+		}
+		docs[i] = doc
+	}
+	for i, m := range body.Messages {
+		data := m.Payload
+		if len(data) == 0 {
+			data = json.RawMessage("{}")
+		}
+		if err := s.hub.BroadcastFrom("", docs[i], m.Event, data); err != nil {
+			s.log.Error("rest broadcast", "doc", docs[i], "err", err)
+			return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": "internal error"})
+		}
+	}
+	return c.SendStatus(fiber.StatusAccepted)
+}
