@@ -64,7 +64,9 @@ func (s *Session) Handle(cmd Command) *CloseError {
 	switch cmd.Kind {
 	case CmdCursor:
 		if s.opts.ReadOnly {
-			s.fail(cmd.Ref, Errorf(ErrCodeForbidden, "this token may not write in %q", s.Doc))
+			if s.mayWarn(cmd.Ref) { // cursors come fast: one error a second is enough
+				s.fail(cmd.Ref, Errorf(ErrCodeForbidden, "this token may not write in %q", s.Doc))
+			}
 			return nil
 		}
 		s.hub.cursor(s, cmd.Data)
@@ -95,17 +97,23 @@ func (s *Session) limited(ref string) *CloseError {
 	if !s.strikes.Allow() {
 		return ErrRateLimited
 	}
-	now := time.Now()
-	s.mu.Lock()
-	warn := ref != "" || now.Sub(s.lastWarn) >= time.Second
-	if warn {
-		s.lastWarn = now
-	}
-	s.mu.Unlock()
-	if warn {
+	if s.mayWarn(ref) {
 		s.fail(ref, Errorf(ErrCodeRateLimited, "too many messages; this one was dropped"))
 	}
 	return nil
+}
+
+// mayWarn reports whether an error frame for a dropped message should go out: always when
+// the request has a ref, otherwise at most once a second.
+func (s *Session) mayWarn(ref string) bool {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ref == "" && now.Sub(s.lastWarn) < time.Second {
+		return false
+	}
+	s.lastWarn = now
+	return true
 }
 
 func (s *Session) ok(ref string) {

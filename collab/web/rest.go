@@ -1,8 +1,11 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -70,14 +73,40 @@ func (s *Server) restBroadcast(c *fiber.Ctx) error {
 		docs[i] = doc
 	}
 	for i, m := range body.Messages {
-		data := m.Payload
-		if len(data) == 0 {
-			data = json.RawMessage("{}")
-		}
-		if err := s.hub.BroadcastFrom("", docs[i], m.Event, data); err != nil {
-			s.log.Error("rest broadcast", "doc", docs[i], "err", err)
+		if err := s.sendREST(docs[i], m.Event, m.Payload); err != nil {
 			return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": "internal error"})
 		}
 	}
 	return c.SendStatus(fiber.StatusAccepted)
+}
+
+// restBroadcastEvent is realtime-js's httpSend: POST .../api/broadcast/{topic}/events/{event}
+// with the payload as the body; 202 when sent.
+func (s *Server) restBroadcastEvent(c *fiber.Ctx) error {
+	topic, err1 := url.PathUnescape(c.Params("topic"))
+	event, err2 := url.PathUnescape(c.Params("event"))
+	if err := errors.Join(err1, err2); err != nil {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
+	}
+	payload := json.RawMessage(bytes.Clone(c.Body()))
+	if len(payload) > 0 && !json.Valid(payload) {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "body must be the JSON payload"})
+	}
+	body, err := json.Marshal(map[string]any{"messages": []any{map[string]any{"topic": topic, "event": event, "payload": payload}}})
+	if err != nil {
+		return err
+	}
+	c.Request().SetBody(body)
+	return s.restBroadcast(c)
+}
+
+func (s *Server) sendREST(doc, event string, payload json.RawMessage) error {
+	if len(payload) == 0 {
+		payload = json.RawMessage("{}")
+	}
+	err := s.hub.BroadcastFrom("", doc, event, payload)
+	if err != nil {
+		s.log.Error("rest broadcast", "doc", doc, "err", err)
+	}
+	return err
 }

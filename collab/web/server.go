@@ -137,6 +137,7 @@ func (s *Server) routes() {
 	}
 	for _, path := range []string{"/realtime/v1/api/broadcast", "/api/broadcast"} {
 		s.app.Post(path, s.restBroadcast)
+		s.app.Post(path+"/:topic/events/:event", s.restBroadcastEvent)
 	}
 	if s.cfg.Static != nil {
 		s.app.Use("/", filesystem.New(filesystem.Config{Root: http.FS(s.cfg.Static), Index: "index.html"}))

@@ -87,6 +87,7 @@ async function waitFor(cond, timeoutMs = WAIT_MS, what = 'condition', diag = nul
       const v = await cond()
       if (v) return v
     } catch (e) {
+      if (e.fatal) throw new Error(`while waiting for: ${what}\n${e.message}${diag ? `\n${diag()}` : ''}`)
       lastErr = e
     }
     if (Date.now() >= deadline) {
@@ -163,6 +164,11 @@ class Tap {
     this.url = undefined
     this.frames = [] // {dir:'out'|'in', binary, form:'array'|'object'|'binary', kind?, join_ref, ref, topic, event, payload, raw}
     this.sockets = new Set()
+    this.errors = [] // exceptions thrown by realtime-js while handling a received frame
+  }
+
+  errorText() {
+    return this.errors.map((e) => `${this.label}: realtime-js threw while handling a server frame: ${e.error?.message ?? e.error} (frame: ${clip(e.frame ?? '?')})`).join('\n')
   }
 
   record(dir, data, isBinary) {
@@ -245,6 +251,27 @@ function tapTransport(tap) {
       tap.record('out', data, typeof data !== 'string')
       return super.send(data, ...rest)
     }
+
+    // Phoenix sets conn.onmessage. In a browser an exception thrown by that handler (e.g. a frame
+    // the client cannot decode) is reported and the socket lives on; under node it would be an
+    // uncaughtException pinned on whatever test runs. Record it instead; tests report it.
+    get onmessage() {
+      return super.onmessage
+    }
+
+    set onmessage(fn) {
+      super.onmessage =
+        typeof fn === 'function'
+          ? (ev) => {
+              try {
+                return fn(ev)
+              } catch (error) {
+                const last = tap.in.at(-1)
+                tap.errors.push({ error, frame: last?.raw ?? (last ? show({ kind: last.kind, topic: last.topic, payload: last.payload }) : undefined) })
+              }
+            }
+          : fn
+    }
   }
 }
 
@@ -270,6 +297,7 @@ class Rt {
     this.tap = new Tap(label)
     this.heartbeats = []
     this.logs = []
+    this.chans = []
     const options = {
       transport: tapTransport(this.tap), // required on Node 20 (no global WebSocket)
       params: { apikey: APIKEY },
@@ -301,12 +329,23 @@ class Rt {
    * (which also makes realtime-js send presence.enabled=true in phx_join).
    */
   channel(doc, config, { events = ['cursor'], presence = false } = {}) {
-    return new Chan(this, doc, config, { events, presence })
+    const c = new Chan(this, doc, config, { events, presence })
+    this.chans.push(c)
+    return c
   }
 
   async close() {
+    this.closed = true
     const c = this.client
     try {
+      // Phoenix can schedule a reconnect from a teardown that was already in flight when
+      // disconnect() ran (heartbeat timeout racing with disconnect), and then reconnect forever.
+      // Once closed, this client must never connect again (internal, checked to exist).
+      const sock = c.socketAdapter?.getSocket?.()
+      if (sock && typeof sock.connect === 'function') {
+        sock.connect = () => {}
+        sock.reconnectTimer?.reset?.()
+      }
       for (const ch of c.getChannels()) ch.teardown() // stops rejoin timers and pending join pushes
       await bounded(c.disconnect(1000, 'e2e done'), DISCONNECT_FALLBACK_MS + 1000, `${this.label} disconnect`).catch(() => {})
     } finally {
@@ -326,6 +365,7 @@ class Chan {
     this.leaves = []
     this.syncs = 0
     this.statuses = []
+    this.presence = presence
     for (const ev of events) this.ch.on('broadcast', { event: ev }, (m) => this.received.push(m))
     if (presence) {
       this.ch.on('presence', { event: 'join' }, (p) => this.joins.push(p))
@@ -334,26 +374,25 @@ class Chan {
     }
   }
 
-  /** Resolves on SUBSCRIBED; rejects on CHANNEL_ERROR / TIMED_OUT / CLOSED or after timeoutMs. */
-  subscribe(timeoutMs = PUSH_TIMEOUT_MS + 2000) {
-    return bounded(
-      new Promise((resolve, reject) => {
-        let settled = false
-        this.ch.subscribe((status, err) => {
-          this.statuses.push(status)
-          if (settled) return
-          if (status === 'SUBSCRIBED') {
-            settled = true
-            resolve()
-          } else {
-            settled = true
-            reject(new Error(`${this.rt.label}: subscribe ${this.topic} -> ${status}${err ? ` (${errText(err)})` : ''} [socket ${this.rt.tap.url}]\n${this.rt.tap.tail()}`))
-          }
-        })
-      }),
+  /** Resolves on SUBSCRIBED; rejects on CHANNEL_ERROR / TIMED_OUT / CLOSED, a client error, or after timeoutMs. */
+  async subscribe(timeoutMs = PUSH_TIMEOUT_MS + 2000) {
+    let result
+    this.ch.subscribe((status, err) => {
+      this.statuses.push(status)
+      result ??= { status, err }
+    })
+    const tap = this.rt.tap
+    const where = `${this.rt.label}: subscribe ${this.topic} [socket ${tap.url ?? '(none yet)'}]`
+    const r = await waitFor(
+      () => result ?? (tap.errors.length ? { status: 'CLIENT_ERROR' } : this.rt.closed ? { status: 'ABANDONED (client closed by cleanup)' } : null),
       timeoutMs,
-      `${this.rt.label}: subscribe ${this.topic} (no SUBSCRIBED/CHANNEL_ERROR) [socket ${this.rt.tap.url}]`,
+      `${where} -> SUBSCRIBED`,
+      () => [tap.errorText(), tap.tail()].filter(Boolean).join('\n'),
     )
+    if (r.status !== 'SUBSCRIBED') {
+      const detail = [tap.errorText(), tap.tail()].filter(Boolean).join('\n')
+      throw new Error(`${where} -> ${r.status}${r.err ? ` (${errText(r.err)})` : ''}${detail ? `\n${detail}` : ''}`)
+    }
   }
 
   send(event, payload) {
@@ -482,15 +521,35 @@ class Scope {
     return n.open()
   }
 
+  clientErrors() {
+    return this.rts.map((r) => r.tap.errorText()).filter(Boolean).join('\n')
+  }
+
   diag = () => {
     const parts = []
+    const errs = this.clientErrors()
+    if (errs) parts.push(errs)
+    for (const r of this.rts) {
+      for (const c of r.chans) if (c.presence) parts.push(`  presenceState() of ${r.label} ${c.topic}: ${clip(show(c.state()), 600)}`)
+    }
+    for (const n of this.natives) parts.push(`  presence members of ${n.label}: ${clip(show(n.members), 600)}`)
     for (const r of this.rts) if (r.tap.frames.length) parts.push(`  last frames of ${r.label} (${r.tap.url}):\n${r.tap.tail()}`)
     for (const n of this.natives) if (n.raw.length) parts.push(`  last frames of ${n.label} (${n.url}):\n${n.tail()}`)
     return parts.join('\n')
   }
 
+  /** waitFor with frame diagnostics; fails at once if a realtime-js client choked on a frame. */
   waitFor(cond, ms, what) {
-    return waitFor(cond, ms, what, this.diag)
+    return waitFor(
+      () => {
+        const errs = this.clientErrors()
+        if (errs) throw Object.assign(new Error(errs), { fatal: true })
+        return cond()
+      },
+      ms,
+      what,
+      this.diag,
+    )
   }
 
   async close() {
@@ -587,7 +646,7 @@ if (CONFIG_ERROR) {
     assert.deepEqual(badA.map((f) => f.raw ?? `binary kind ${f.kind}`), [], 'vsn 2.0.0 client must receive JSON arrays or binary kind-4 frames only')
 
     // --- heartbeats (phoenix topic) are answered on both protocol versions
-    await s.waitFor(() => a.heartbeats.includes('ok') && b.heartbeats.includes('ok'), HEARTBEAT_MS + WAIT_MS, 'a heartbeat reply on both clients')
+    await s.waitFor(() => a.heartbeats.includes('ok') && b.heartbeats.includes('ok'), HEARTBEAT_MS + WAIT_MS, 'a phx_reply to a "phoenix" heartbeat on both clients')
     assert.deepEqual(
       [...a.heartbeats, ...b.heartbeats].filter((h) => h === 'timeout' || h === 'error'),
       [],
