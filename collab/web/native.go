@@ -51,7 +51,7 @@ func (s *Server) upgradeNative(c *fiber.Ctx) error {
 	}
 	if s.auth != nil {
 		if tok := bearer(c); tok != "" {
-			id, err := s.auth.verify(tok)
+			id, err := s.auth.verifyUser(tok)
 			if err != nil {
 				return s.refuse(c, fiber.StatusUnauthorized, err.Error())
 			}
@@ -205,7 +205,7 @@ func (s *Server) firstAuth(c *conn, doc string) (identity, string, *collab.Close
 	if perr != nil || cmd.Kind != collab.CmdAuth {
 		return identity{}, ref, errAuthMissing
 	}
-	id, verr := s.auth.verify(cmd.Token)
+	id, verr := s.auth.verifyUser(cmd.Token)
 	if verr != nil {
 		return identity{}, ref, errAuthInvalid
 	}
@@ -220,7 +220,7 @@ func (s *Server) refreshAuth(c *conn, sess *collab.Session, token string) *colla
 	if s.auth == nil {
 		return nil // auth is off: there is nothing to refresh
 	}
-	id, err := s.auth.verify(token)
+	id, err := s.auth.verifyUser(token)
 	if err != nil {
 		return errAuthInvalid
 	}
