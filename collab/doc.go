@@ -197,7 +197,7 @@ func (d *doc) deliverDiffLocked(diff presence.Diff, except *Session) {
 func (d *doc) publishDiffLocked(diff presence.Diff, v presence.Version) {
 	env := presenceEnvelope{Node: d.hub.cfg.Node, Type: presenceDiff, V: v, Joins: diff.Joins, Leaves: diff.Leaves}
 	if err := d.hub.publish(d.subject(kindPresence), env); err != nil {
-		d.hub.log.Warn("publish presence", "doc", d.id, "err", err)
+		d.hub.publishFailed("presence", d.id, err)
 	}
 }
 
@@ -259,7 +259,7 @@ func (d *doc) publishCursors() {
 	}
 	clear(d.pending)
 	if err := d.hub.publish(d.subject(kindCursor), env); err != nil {
-		d.hub.log.Warn("publish cursors", "doc", d.id, "err", err)
+		d.hub.publishFailed("cursors", d.id, err)
 	}
 }
 
@@ -272,7 +272,7 @@ func (d *doc) broadcast(s *Session, name string, data json.RawMessage) {
 	env := bcastEnvelope{Node: d.hub.cfg.Node, From: s.ID, Event: name, Data: data}
 	d.deliverBroadcastLocked(s, env)
 	if err := d.hub.publish(d.subject(kindBcast), env); err != nil {
-		d.hub.log.Warn("publish broadcast", "doc", d.id, "err", err)
+		d.hub.publishFailed("broadcast", d.id, err)
 	}
 }
 
@@ -385,7 +385,7 @@ func (d *doc) announceLocked() {
 	members, v := d.pres.Local()
 	env := presenceEnvelope{Node: d.hub.cfg.Node, Type: presenceSnap, V: v, Members: members}
 	if err := d.hub.publish(d.subject(kindPresence), env); err != nil {
-		d.hub.log.Warn("publish snapshot", "doc", d.id, "err", err)
+		d.hub.publishFailed("snapshot", d.id, err)
 	}
 }
 
@@ -398,7 +398,7 @@ func (d *doc) requestSync(to string) {
 // requestSyncLocked asks every instance (or only to) for its members of the document.
 func (d *doc) requestSyncLocked(to string) {
 	if err := d.hub.publish(d.subject(kindSync), syncEnvelope{Node: d.hub.cfg.Node, To: to}); err != nil {
-		d.hub.log.Warn("publish sync request", "doc", d.id, "err", err)
+		d.hub.publishFailed("sync request", d.id, err)
 	}
 }
 

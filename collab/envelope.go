@@ -2,6 +2,7 @@ package collab
 
 import (
 	"encoding/json"
+	"time"
 
 	"collabd/presence"
 )
@@ -65,4 +66,15 @@ func (h *Hub) publish(subject string, v any) error {
 		return err
 	}
 	return h.bus.Publish(subject, data)
+}
+
+// publishFailed logs a failed publish, at most once a second: while NATS is away every
+// cursor batch fails, and one line says it.
+func (h *Hub) publishFailed(what, doc string, err error) {
+	now := time.Now().UnixNano()
+	last := h.lastPublishErr.Load()
+	if now-last < int64(time.Second) || !h.lastPublishErr.CompareAndSwap(last, now) {
+		return
+	}
+	h.log.Warn("publish failed (repeats are not logged for a second)", "what", what, "doc", doc, "err", err)
 }

@@ -103,10 +103,11 @@ type Hub struct {
 	evictions []*Session    // guarded by evictMu: slow sessions to remove, each at most once
 	evictWake chan struct{} // capacity 1: evictions is not empty
 
-	sessions atomic.Int64
-	unsubs   []func() error
-	stop     chan struct{}
-	wg       sync.WaitGroup // the publisher and heartbeat goroutines
+	sessions       atomic.Int64
+	lastPublishErr atomic.Int64 // unix nanoseconds of the last logged publish failure
+	unsubs         []func() error
+	stop           chan struct{}
+	wg             sync.WaitGroup // the publisher and heartbeat goroutines
 }
 
 // NewHub subscribes to the instance-wide subjects and starts the hub's goroutines; Close
@@ -321,7 +322,7 @@ func (h *Hub) Drain() {
 	}
 	h.mu.Unlock()
 	if err := h.publish(h.bus.NodeSubject(kindBye), nodeEnvelope{Node: h.cfg.Node}); err != nil {
-		h.log.Warn("publish goodbye", "err", err)
+		h.publishFailed("goodbye", "", err)
 	}
 	for _, d := range docs {
 		d.closeSessions(ErrShutdown)

@@ -13,7 +13,7 @@ const forgetDeadAfter = 10 * time.Minute
 
 func (h *Hub) publishHeartbeat(hello bool) {
 	if err := h.publish(h.bus.NodeSubject(kindHB), nodeEnvelope{Node: h.cfg.Node, Hello: hello}); err != nil {
-		h.log.Warn("publish heartbeat", "err", err)
+		h.publishFailed("heartbeat", "", err)
 	}
 }
 
@@ -113,7 +113,7 @@ func (h *Hub) onSync(subject string, data []byte) {
 		// Published under h.mu: a join that opens the document here publishes after it.
 		env := presenceEnvelope{Node: h.cfg.Node, Type: presenceSnap, V: presence.Version{}}
 		if err := h.publish(h.bus.DocSubject(id, kindPresence), env); err != nil {
-			h.log.Warn("publish snapshot", "doc", id, "err", err)
+			h.publishFailed("snapshot", id, err)
 		}
 		h.mu.Unlock()
 		return
