@@ -12,6 +12,9 @@ type Bus interface {
 	Subscribe(subject string, fn func(subject string, data []byte)) (unsubscribe func() error, err error)
 	// Flush returns once the server has processed everything sent so far.
 	Flush(ctx context.Context) error
+	// Connected reports whether the bus is connected now; while it is not, publishes are
+	// buffered and subscriptions take effect on reconnection.
+	Connected() bool
 	// DocSubject names the subject of kind for document doc ("*" for every document);
 	// the id is encoded so that it can never break the subject syntax.
 	DocSubject(doc, kind string) string

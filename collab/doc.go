@@ -66,8 +66,13 @@ func (d *doc) open(ctx context.Context) {
 	d.mu.Lock()
 	d.unsub = unsub
 	d.mu.Unlock()
+	if !d.hub.bus.Connected() {
+		// The document works locally; the subscription takes effect on reconnection, when
+		// the hub re-announces and re-syncs every open document.
+		return
+	}
 	if err := d.hub.bus.Flush(ctx); err != nil {
-		d.openErr = fmt.Errorf("open %q: confirm subscription: %w", d.id, err)
+		d.hub.log.Warn("document opened without confirmed subscription", "doc", d.id, "err", err)
 		return
 	}
 	peers := d.hub.alivePeers()

@@ -141,9 +141,13 @@ func NewHub(ctx context.Context, bus Bus, cfg Config) (*Hub, error) {
 		}
 		h.unsubs = append(h.unsubs, unsub)
 	}
-	if err := bus.Flush(ctx); err != nil {
-		h.unsubscribe()
-		return nil, fmt.Errorf("hub: confirm subscriptions: %w", err)
+	if bus.Connected() {
+		if err := bus.Flush(ctx); err != nil {
+			h.unsubscribe()
+			return nil, fmt.Errorf("hub: confirm subscriptions: %w", err)
+		}
+	} else {
+		h.log.Warn("starting without NATS: subscriptions take effect once it connects")
 	}
 	h.publishHeartbeat(true)
 	h.wg.Add(3)

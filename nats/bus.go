@@ -76,7 +76,9 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		natsgo.PingInterval(5 * time.Second),
 		natsgo.MaxPingsOutstanding(2),
 		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
-			b.log.Warn("nats disconnected", "err", err)
+			if err != nil { // nil: a deliberate close or drain
+				b.log.Warn("nats disconnected", "err", err)
+			}
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 			b.log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
