@@ -5,13 +5,17 @@ const DOC_RE = /^[A-Za-z0-9_\-:.]{1,128}$/;
 const COLOR_RE = /^#[0-9a-f]{6}$/i;
 const FALLBACK_COLOR = '#94a3b8';
 const MAX_NAME = 32;
-const COLORS = ['#e11d48', '#db2777', '#c026d3', '#9333ea', '#6366f1', '#2563eb', '#0284c7', '#0891b2',
-  '#0d9488', '#059669', '#16a34a', '#65a30d', '#ca8a04', '#ea580c', '#dc2626', '#7c3aed'];
+// Dark enough for white label text (contrast 4.5:1 or more) on light and dark boards.
+const COLORS = ['#e11d48', '#db2777', '#c026d3', '#9333ea', '#4f46e5', '#2563eb', '#0369a1', '#0e7490',
+  '#0f766e', '#047857', '#15803d', '#4d7c0f', '#a16207', '#c2410c', '#dc2626', '#7c3aed'];
 const ADJECTIVES = ['Brave', 'Calm', 'Clever', 'Cosy', 'Curious', 'Eager', 'Gentle', 'Happy', 'Jolly', 'Kind',
   'Lucky', 'Mellow', 'Nimble', 'Quick', 'Quiet', 'Sunny', 'Swift', 'Witty', 'Zesty', 'Bright'];
 const ANIMALS = ['Otter', 'Panda', 'Fox', 'Koala', 'Heron', 'Lynx', 'Badger', 'Falcon', 'Gecko', 'Puffin',
   'Walrus', 'Marten', 'Ibis', 'Yak', 'Wombat', 'Orca', 'Raven', 'Tapir', 'Quokka', 'Beaver'];
 const SVG_NS = 'http://www.w3.org/2000/svg';
+const LABEL_DX = 14; // .cursor-label left and top in style.css
+const LABEL_DY = 18;
+const PING_EDGE = 100; // px: closer than this to a side, a ping's label is aligned to stay on the board
 
 const $ = (id) => document.getElementById(id);
 const board = $('board');
@@ -129,11 +133,13 @@ function start() {
     rows.sort((a, b) => (b.you - a.you) || a.name.localeCompare(b.name));
     const items = rows.map((r) => {
       const li = document.createElement('li');
+      li.dataset.testid = 'member';
       const dot = document.createElement('span');
       dot.className = 'dot';
       dot.style.setProperty('--c', r.color);
       const name = document.createElement('span');
       name.className = 'member-name';
+      name.dataset.testid = 'member-name';
       name.textContent = r.name;
       name.title = r.name;
       li.append(dot, name);
@@ -186,6 +192,7 @@ function start() {
   function makeCursor() {
     const el = document.createElement('div');
     el.className = 'cursor hidden';
+    el.dataset.testid = 'cursor';
     const svg = document.createElementNS(SVG_NS, 'svg');
     svg.setAttribute('viewBox', '0 0 24 24');
     svg.setAttribute('aria-hidden', 'true');
@@ -194,14 +201,15 @@ function start() {
     svg.append(path);
     const label = document.createElement('span');
     label.className = 'cursor-label';
+    label.dataset.testid = 'cursor-label';
     el.append(svg, label);
     board.append(el);
-    return { el, label, x: 0, y: 0, tx: 0, ty: 0, shown: false };
+    return { el, label, x: 0, y: 0, tx: 0, ty: 0, shown: false, lw: 0, lh: 0 };
   }
 
   function styleCursor(cur, sid) {
     const d = display(sid);
-    if (cur.label.textContent !== d.name) cur.label.textContent = d.name;
+    if (cur.label.textContent !== d.name) { cur.label.textContent = d.name; cur.lw = 0; kick(); }
     cur.el.style.setProperty('--c', d.color);
   }
 
@@ -233,6 +241,9 @@ function start() {
     const w = board.clientWidth;
     const h = board.clientHeight;
     let moving = false;
+    for (const cur of cursors.values()) { // all layout reads before any write
+      if (!cur.lw) { cur.lw = cur.label.offsetWidth; cur.lh = cur.label.offsetHeight; }
+    }
     for (const cur of cursors.values()) {
       const dx = cur.tx - cur.x;
       const dy = cur.ty - cur.y;
@@ -245,6 +256,9 @@ function start() {
         cur.y = cur.ty;
       }
       cur.el.style.transform = `translate3d(${(cur.x * w).toFixed(1)}px, ${(cur.y * h).toFixed(1)}px, 0)`;
+      // Near the right or bottom edge the label goes to the other side of the arrow, so it stays readable.
+      cur.el.classList.toggle('flip-x', cur.x * w + LABEL_DX + cur.lw > w);
+      cur.el.classList.toggle('flip-y', cur.y * h + LABEL_DY + cur.lh > h);
     }
     raf = moving ? requestAnimationFrame(frame) : 0;
   }
@@ -289,13 +303,21 @@ function start() {
   function ring(p) {
     const el = document.createElement('div');
     el.className = 'ping';
+    el.dataset.testid = 'ping';
     el.style.setProperty('--c', cleanColor(p.color));
     el.style.left = (p.x * 100) + '%';
     el.style.top = (p.y * 100) + '%';
+    // The label sits above the point, clear of the sender's cursor label (below right), and
+    // moves inward near the edges of the board.
+    const w = board.clientWidth;
+    if (p.x * w < PING_EDGE) el.classList.add('edge-left');
+    else if ((1 - p.x) * w < PING_EDGE) el.classList.add('edge-right');
+    if (p.y * board.clientHeight < 40) el.classList.add('edge-top');
     const wave = document.createElement('span');
     wave.className = 'ping-ring';
     const label = document.createElement('span');
     label.className = 'ping-label';
+    label.dataset.testid = 'ping-label';
     label.textContent = cleanName(p.name);
     el.append(wave, label);
     board.append(el);
