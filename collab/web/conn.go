@@ -42,7 +42,6 @@ var (
 	errAuthInvalid  = &collab.CloseError{Code: collab.CodeUnauthorized, Reason: "token invalid"}
 	errAuthUser     = &collab.CloseError{Code: collab.CodeForbidden, Reason: "token is for another user"}
 	errAuthDoc      = &collab.CloseError{Code: collab.CodeForbidden, Reason: "token does not allow this document"}
-	errGoingAway    = &collab.CloseError{Code: collab.CodeNormal, Reason: "bye"}
 	errFrameTooBig  = &collab.CloseError{Code: collab.CodeTooBig, Reason: "frame too large"}
 	errBinaryFrames = &collab.CloseError{Code: collab.CodeProtocol, Reason: "binary frames are not part of this protocol"}
 )
@@ -75,6 +74,9 @@ func (c *conn) serve(read func() *collab.CloseError) {
 	var g errgroup.Group
 	g.Go(c.writeLoop)
 	cerr := c.readSafely(read)
+	if cerr == nil {
+		cerr = errClientGone
+	}
 	c.out.Close(cerr)
 	if err := g.Wait(); err != nil {
 		c.srv.log.Debug("write failed", "err", err)
