@@ -346,7 +346,7 @@ func (d *doc) onCursors(env cursorEnvelope) {
 func (d *doc) onPresence(env presenceEnvelope) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed || env.Node == d.hub.cfg.Node {
+	if d.closed || env.Node == d.hub.cfg.Node || d.hub.isDead(env.Node) {
 		return
 	}
 	switch env.Type {

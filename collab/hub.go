@@ -89,11 +89,14 @@ type Hub struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	docs     map[string]*doc      // guarded by mu: documents with members (or joins) here
-	epoch    uint64               // guarded by mu: counts document openings
-	live     *presence.Liveness   // guarded by mu: the other instances
-	dead     map[string]time.Time // guarded by mu: instances declared dead, to re-sync if they return
-	draining bool                 // guarded by mu: no more joins; leaves are not published
+	docs     map[string]*doc    // guarded by mu: documents with members (or joins) here
+	epoch    uint64             // guarded by mu: counts document openings
+	live     *presence.Liveness // guarded by mu: the other instances
+	draining bool               // guarded by mu: no more joins; leaves are not published
+
+	// deadMu guards dead; it is taken under doc.mu, so its holder takes no other lock.
+	deadMu sync.Mutex
+	dead   map[string]time.Time // instances declared dead or gone: their messages are ignored until they heartbeat again
 
 	dirtyMu sync.Mutex
 	dirty   []*doc        // guarded by dirtyMu: documents with cursors to publish
@@ -368,6 +371,9 @@ func (h *Hub) unsubscribe() error {
 // Resync re-announces this instance's members and asks every other instance for its own,
 // for every open document. Call it when the bus connection comes back.
 func (h *Hub) Resync() {
+	if h.Draining() {
+		return
+	}
 	h.publishHeartbeat(true)
 	for _, d := range h.openDocs() {
 		d.announce()

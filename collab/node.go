@@ -28,10 +28,15 @@ func (h *Hub) heartbeatLoop() {
 			return
 		case <-t.C:
 		}
-		h.publishHeartbeat(false)
 		now := h.cfg.Now()
 		h.mu.Lock()
+		draining := h.draining
 		dead := h.live.Expire(now)
+		h.mu.Unlock()
+		if !draining { // after its goodbye a draining instance stays silent
+			h.publishHeartbeat(false)
+		}
+		h.deadMu.Lock()
 		for _, n := range dead {
 			h.dead[n] = now
 		}
@@ -40,7 +45,7 @@ func (h *Hub) heartbeatLoop() {
 				delete(h.dead, n)
 			}
 		}
-		h.mu.Unlock()
+		h.deadMu.Unlock()
 		for _, n := range dead {
 			h.log.Warn("instance silent, its members leave", "peer", n, "after", h.cfg.DownAfter)
 			h.dropNode(n)
@@ -61,9 +66,11 @@ func (h *Hub) onHeartbeat(_ string, data []byte) {
 	}
 	h.mu.Lock()
 	isNew := h.live.Seen(env.Node, h.cfg.Now())
+	h.mu.Unlock()
+	h.deadMu.Lock()
 	_, wasDead := h.dead[env.Node]
 	delete(h.dead, env.Node)
-	h.mu.Unlock()
+	h.deadMu.Unlock()
 	if isNew && env.Hello {
 		h.publishHeartbeat(false) // so that the newcomer knows at once whom to wait for
 	}
@@ -83,7 +90,19 @@ func (h *Hub) onBye(_ string, data []byte) {
 	h.mu.Lock()
 	h.live.Forget(env.Node)
 	h.mu.Unlock()
+	h.deadMu.Lock()
+	h.dead[env.Node] = h.cfg.Now()
+	h.deadMu.Unlock()
 	h.dropNode(env.Node)
+}
+
+// isDead reports whether node was declared dead or said goodbye, and has not been heard
+// from since: its late messages must not bring its members back.
+func (h *Hub) isDead(node string) bool {
+	h.deadMu.Lock()
+	defer h.deadMu.Unlock()
+	_, dead := h.dead[node]
+	return dead
 }
 
 // alivePeers returns the other instances known alive.
@@ -100,7 +119,7 @@ func (h *Hub) onSync(subject string, data []byte) {
 	if err := json.Unmarshal(data, &env); err != nil || env.Node == h.cfg.Node {
 		return
 	}
-	if env.To != "" && env.To != h.cfg.Node {
+	if env.To != "" && env.To != h.cfg.Node || h.Draining() {
 		return
 	}
 	id, ok := h.bus.DocFromSubject(subject)

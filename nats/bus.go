@@ -82,12 +82,13 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 			b.log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
-			b.mu.Lock()
-			fns := append([]func(){}, b.onReconnect...)
-			b.mu.Unlock()
-			for _, fn := range fns {
-				fn()
-			}
+			b.reconnected()
+		}),
+		// With RetryOnFailedConnect, a first connection made in the background is reported
+		// here, not as a reconnection; it needs the same re-sync.
+		natsgo.ConnectHandler(func(nc *natsgo.Conn) {
+			b.log.Info("nats connected", "server", nc.ConnectedUrlRedacted())
+			b.reconnected()
 		}),
 		natsgo.ErrorHandler(func(_ *natsgo.Conn, sub *natsgo.Subscription, err error) {
 			subject := ""
@@ -161,6 +162,15 @@ func redact(url string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+func (b *Bus) reconnected() {
+	b.mu.Lock()
+	fns := append([]func(){}, b.onReconnect...)
+	b.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
 }
 
 // ListenURL is the URL other instances use to join the embedded server, or "" when there is
