@@ -98,13 +98,11 @@ type Hub struct {
 	deadMu sync.Mutex
 	dead   map[string]time.Time // instances declared dead or gone: their messages are ignored until they heartbeat again
 
-	dirtyMu sync.Mutex
-	dirty   []*doc        // guarded by dirtyMu: documents with cursors to publish
-	flush   chan struct{} // capacity 1: dirty is not empty
-
-	evictMu   sync.Mutex
-	evictions []*Session    // guarded by evictMu: slow sessions to remove, each at most once
-	evictWake chan struct{} // capacity 1: evictions is not empty
+	// dirty holds documents with cursors to publish: the publisher sends at most one
+	// message per document per round, so the rate of bus messages falls as load rises.
+	dirty *worklist[*doc]
+	// evictions holds slow sessions to remove, each at most once.
+	evictions *worklist[*Session]
 
 	sessions       atomic.Int64
 	lastPublishErr atomic.Int64 // unix nanoseconds of the last logged publish failure
@@ -124,8 +122,8 @@ func NewHub(ctx context.Context, bus Bus, cfg Config) (*Hub, error) {
 		docs:      map[string]*doc{},
 		live:      presence.NewLiveness(cfg.DownAfter),
 		dead:      map[string]time.Time{},
-		flush:     make(chan struct{}, 1),
-		evictWake: make(chan struct{}, 1),
+		dirty:     newWorklist[*doc](),
+		evictions: newWorklist[*Session](),
 		stop:      make(chan struct{}),
 	}
 	subs := []struct {
@@ -154,8 +152,8 @@ func NewHub(ctx context.Context, bus Bus, cfg Config) (*Hub, error) {
 	}
 	h.publishHeartbeat(true)
 	h.wg.Add(3)
-	go h.publishLoop()
-	go h.evictLoop()
+	go func() { defer h.wg.Done(); h.dirty.run(h.stop, (*doc).publishCursors) }()
+	go func() { defer h.wg.Done(); h.evictions.run(h.stop, h.evictSession) }()
 	go h.heartbeatLoop()
 	return h, nil
 }
@@ -392,70 +390,19 @@ func (h *Hub) openDocs() []*doc {
 }
 
 // markDirty queues d for the publisher; the caller holds d.mu and has set d.queued.
-func (h *Hub) markDirty(d *doc) {
-	h.dirtyMu.Lock()
-	h.dirty = append(h.dirty, d)
-	h.dirtyMu.Unlock()
-	select {
-	case h.flush <- struct{}{}:
-	default:
-	}
-}
-
-// publishLoop publishes the cursors gathered since its last round: at most one message per
-// document per round, so the rate of bus messages falls as the load rises.
-func (h *Hub) publishLoop() {
-	defer h.wg.Done()
-	var batch []*doc
-	for {
-		select {
-		case <-h.stop:
-			return
-		case <-h.flush:
-		}
-		h.dirtyMu.Lock()
-		batch, h.dirty = h.dirty, batch[:0]
-		h.dirtyMu.Unlock()
-		for i, d := range batch {
-			d.publishCursors()
-			batch[i] = nil
-		}
-	}
-}
+func (h *Hub) markDirty(d *doc) { h.dirty.push(d) }
 
 // evict queues a session whose outbox overflowed for removal; the caller may hold d.mu,
 // so the removal happens on the evictor goroutine.
 func (h *Hub) evict(s *Session) {
-	if !s.evicted.CompareAndSwap(false, true) {
-		return
-	}
-	h.evictMu.Lock()
-	h.evictions = append(h.evictions, s)
-	h.evictMu.Unlock()
-	select {
-	case h.evictWake <- struct{}{}:
-	default:
+	if s.evicted.CompareAndSwap(false, true) {
+		h.evictions.push(s)
 	}
 }
 
-func (h *Hub) evictLoop() {
-	defer h.wg.Done()
-	var batch []*Session
-	for {
-		select {
-		case <-h.stop:
-			return
-		case <-h.evictWake:
-		}
-		h.evictMu.Lock()
-		batch, h.evictions = h.evictions, batch[:0]
-		h.evictMu.Unlock()
-		for i, s := range batch {
-			h.log.Info("slow consumer evicted", "doc", s.Doc, "session", s.ID, "user", s.User)
-			h.Leave(s)
-			batch[i] = nil
-		}
-	}
+func (h *Hub) evictSession(s *Session) {
+	h.log.Info("slow consumer evicted", "doc", s.Doc, "session", s.ID, "user", s.User)
+	h.Leave(s)
 }
 
 func randomID(n int) string {

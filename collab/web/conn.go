@@ -58,14 +58,21 @@ type conn struct {
 	expiryMove chan struct{} // capacity 1: expires changed
 }
 
-func (s *Server) newConn(ws *websocket.Conn, enc encoder) *conn {
-	return &conn{
+// serveConn runs an upgraded connection from ip until it ends: read is the protocol's
+// reader, enc its writer's encoder. The connection's slot in the limits is released after.
+func (s *Server) serveConn(ws *websocket.Conn, ip string, readLimit int64, enc encoder, read func(*conn) *collab.CloseError) {
+	s.handlers.Add(1)
+	defer s.handlers.Add(-1)
+	defer s.limits.release(ip)
+	ws.SetReadLimit(readLimit)
+	c := &conn{
 		srv:        s,
 		ws:         ws,
 		out:        collab.NewOutbox(s.cfg.QueueBytes),
 		enc:        enc,
 		expiryMove: make(chan struct{}, 1),
 	}
+	c.serve(func() *collab.CloseError { return read(c) })
 }
 
 // serve runs the writer, then read on this goroutine; when read returns, the writer sends

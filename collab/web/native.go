@@ -114,12 +114,9 @@ func (s *Server) wsConfig() websocket.Config {
 func (s *Server) nativeHandler() fiber.Handler {
 	return websocket.New(func(ws *websocket.Conn) {
 		u := ws.Locals(localsUpgrade).(*upgrade)
-		s.handlers.Add(1)
-		defer s.handlers.Add(-1)
-		defer s.limits.release(u.ip)
-		ws.SetReadLimit(nativeReadLimit)
-		c := s.newConn(ws, nativeEncoder{})
-		c.serve(func() *collab.CloseError { return s.readNative(c, u, ws.Query("user")) })
+		s.serveConn(ws, u.ip, nativeReadLimit, nativeEncoder{}, func(c *conn) *collab.CloseError {
+			return s.readNative(c, u, ws.Query("user"))
+		})
 	}, s.wsConfig())
 }
 

@@ -72,13 +72,10 @@ func apikey(c *fiber.Ctx) string {
 func (s *Server) phoenixHandler() fiber.Handler {
 	return websocket.New(func(ws *websocket.Conn) {
 		u := ws.Locals(localsPhxSocket).(*phxUpgrade)
-		s.handlers.Add(1)
-		defer s.handlers.Add(-1)
-		defer s.limits.release(u.ip)
-		ws.SetReadLimit(phxReadLimit)
-		c := s.newConn(ws, phxEncoder{vsn: u.vsn})
-		p := &phxSocket{srv: s, c: c, up: u, channels: map[string]*phxChannel{}}
-		c.serve(p.read)
+		s.serveConn(ws, u.ip, phxReadLimit, phxEncoder{vsn: u.vsn}, func(c *conn) *collab.CloseError {
+			p := &phxSocket{srv: s, c: c, up: u, channels: map[string]*phxChannel{}}
+			return p.read()
+		})
 	}, s.wsConfig())
 }
 

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"unicode/utf8"
 
 	"collabd/collab"
 	"collabd/presence"
@@ -10,7 +11,7 @@ import (
 
 // nativeFrame is the envelope of every native frame.
 type nativeFrame struct {
-	Type    *string         `json:"type"`
+	Type    json.RawMessage `json:"type"`
 	Ref     json.RawMessage `json:"ref"`
 	Payload json.RawMessage `json:"payload"`
 }
@@ -18,6 +19,10 @@ type nativeFrame struct {
 // DecodeNative turns one client text frame into a command. A frame it cannot use gives an
 // error for an error frame, with the frame's ref when it had a readable one.
 func DecodeNative(frame []byte) (collab.Command, string, *collab.Error) {
+	if !utf8.Valid(frame) {
+		// Relayed as is, it would make every browser that receives it drop its connection.
+		return collab.Command{}, "", collab.Errorf(collab.ErrCodeBadJSON, "frame is not valid UTF-8")
+	}
 	var f nativeFrame
 	if err := json.Unmarshal(frame, &f); err != nil {
 		return collab.Command{}, "", collab.Errorf(collab.ErrCodeBadJSON, "frame is not a JSON object: %v", err)
@@ -26,12 +31,13 @@ func DecodeNative(frame []byte) (collab.Command, string, *collab.Error) {
 	if !ok {
 		return collab.Command{}, "", collab.Errorf(collab.ErrCodeBadJSON, `"ref" must be a string`)
 	}
-	if f.Type == nil {
+	var typ string
+	if isNullJSON(f.Type) || json.Unmarshal(f.Type, &typ) != nil {
 		return collab.Command{}, ref, collab.Errorf(collab.ErrCodeBadJSON, `frame has no string "type"`)
 	}
 	cmd := collab.Command{Ref: ref}
 	p := bytes.TrimSpace(f.Payload)
-	switch *f.Type {
+	switch typ {
 	case "cursor":
 		cmd.Kind = collab.CmdCursor
 		if len(p) > collab.MaxCursorBytes {
@@ -79,7 +85,7 @@ func DecodeNative(frame []byte) (collab.Command, string, *collab.Error) {
 		}
 		cmd.Token = a.Token
 	default:
-		return cmd, ref, collab.Errorf(collab.ErrCodeUnknownType, "unknown type %q", truncate(*f.Type, 64))
+		return cmd, ref, collab.Errorf(collab.ErrCodeUnknownType, "unknown type %q", truncate(typ, 64))
 	}
 	return cmd, ref, nil
 }
