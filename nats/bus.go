@@ -137,6 +137,11 @@ func startEmbedded(listen string) (*server.Server, error) {
 		}
 		if p == 0 {
 			p = server.RANDOM_PORT
+		} else if ln, err := net.Listen("tcp", listen); err != nil {
+			// Found out at once rather than after the server's start timeout.
+			return nil, fmt.Errorf("nats: embedded server cannot listen on %s (port in use? set -nats-listen, or NATS_URL to join the server already there): %w", listen, err)
+		} else {
+			ln.Close()
 		}
 		sopts.Host, sopts.Port = host, p
 	}
