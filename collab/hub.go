@@ -31,10 +31,11 @@ type Config struct {
 	// MaxMembers limits the members of one document, across instances. Default 10000.
 	MaxMembers int
 	// CursorRate and CursorBurst limit cursor updates per session (per second). Default
-	// 120 and 60.
+	// 120 and 120 (two seconds of a 60 Hz client: a client is not punished for a short stall).
 	CursorRate  float64
 	CursorBurst int
-	// MessageRate and MessageBurst limit every other request per session. Default 50, 100.
+	// MessageRate and MessageBurst limit every other request per session. Default 100 and
+	// 200 (realtime-js clients send their cursors as broadcasts).
 	MessageRate  float64
 	MessageBurst int
 	// Logger receives what clients are never told. Default slog.Default().
@@ -63,13 +64,13 @@ func (c Config) withDefaults() Config {
 		c.CursorRate = 120
 	}
 	if c.CursorBurst <= 0 {
-		c.CursorBurst = 60
+		c.CursorBurst = 120
 	}
 	if c.MessageRate <= 0 {
-		c.MessageRate = 50
+		c.MessageRate = 100
 	}
 	if c.MessageBurst <= 0 {
-		c.MessageBurst = 100
+		c.MessageBurst = 200
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -198,7 +198,7 @@ func TestFrameTooLargeCloses1009(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	in := startCluster(t, 1, instanceOpts{})[0]
 	a := join(t, in, "fast", "ann")
-	for range 150 {
+	for range 300 { // over the default burst of 200
 		a.send("broadcast", "", map[string]any{"event": "spam"})
 	}
 	f := a.until("error", nil)
