@@ -31,12 +31,9 @@ type upgrade struct {
 const localsUpgrade = "collabd.upgrade"
 
 // upgradeNative checks a native connection before the upgrade and answers plain HTTP when
-// it cannot go on: 426 not a WebSocket, 400 bad document id, 403 origin or permission,
+// it cannot go on: 400 bad document id, 426 not a WebSocket, 403 origin or permission,
 // 401 bad token, 429 connection limit, 503 draining.
 func (s *Server) upgradeNative(c *fiber.Ctx) error {
-	if !websocket.IsWebSocketUpgrade(c) {
-		return s.refuse(c, fiber.StatusUpgradeRequired, "this endpoint speaks WebSocket only")
-	}
 	doc, err := url.PathUnescape(c.Params("doc"))
 	if err != nil {
 		return s.refuse(c, fiber.StatusBadRequest, "bad document id: "+err.Error())
@@ -44,6 +41,9 @@ func (s *Server) upgradeNative(c *fiber.Ctx) error {
 	doc = strings.Clone(doc)
 	if err := collab.ValidDocID(doc); err != nil {
 		return s.refuse(c, fiber.StatusBadRequest, "bad "+err.Error())
+	}
+	if !websocket.IsWebSocketUpgrade(c) {
+		return s.refuse(c, fiber.StatusUpgradeRequired, "this endpoint speaks WebSocket only")
 	}
 	u := &upgrade{doc: doc, ip: c.IP()}
 	if status, msg := s.checkCommon(c); status != 0 {

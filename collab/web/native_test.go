@@ -3,6 +3,7 @@ package web_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -223,6 +224,16 @@ func TestBadDocumentIDs(t *testing.T) {
 		if err == nil || resp == nil || resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("doc %q: got %v %v, want HTTP 400", id, resp, err)
 		}
+	}
+	// A plain HTTP request learns the same, with the reason in the body.
+	resp, err := http.Get(in.url + "/ws/a%20b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "document id") {
+		t.Errorf("plain GET of a bad id: %d %q, want 400 naming the document id", resp.StatusCode, body)
 	}
 	for _, id := range []string{"realtime:room-1", "a.b_c-d", strings.Repeat("x", 128)} {
 		c := join(t, in, id, "u")
