@@ -85,7 +85,7 @@ func (m *member) sync() []collab.Event {
 
 func (m *member) waitState(want map[string]string) {
 	m.t.Helper()
-	waitFor(m.t, 5*time.Second, func() bool {
+	natstest.WaitFor(m.t, 5*time.Second, func() bool {
 		m.sync()
 		if len(m.state) != len(want) {
 			return false
@@ -99,20 +99,9 @@ func (m *member) waitState(want map[string]string) {
 	})
 }
 
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func peersKnown(t *testing.T, n int, hubs ...*collab.Hub) {
 	t.Helper()
-	waitFor(t, 5*time.Second, func() bool {
+	natstest.WaitFor(t, 5*time.Second, func() bool {
 		for _, h := range hubs {
 			if len(h.Peers()) < n {
 				return false
@@ -170,7 +159,7 @@ func TestSilentHubEvictedAndRecovered(t *testing.T) {
 	a.waitState(map[string]string{a.s.ID: "ann"})
 	b.waitState(map[string]string{b.s.ID: "bob"})
 	ns.Start()
-	waitFor(t, 10*time.Second, bus2.Connected)
+	natstest.WaitFor(t, 10*time.Second, bus2.Connected)
 	a.waitState(both)
 	b.waitState(both)
 }
@@ -212,7 +201,7 @@ func TestCursorsAcrossHubsLatestWins(t *testing.T) {
 	for i := range 40 {
 		a.s.Handle(collab.Command{Kind: collab.CmdCursor, Data: json.RawMessage(`{"x":` + itoa(i) + `}`)})
 	}
-	waitFor(t, 5*time.Second, func() bool {
+	natstest.WaitFor(t, 5*time.Second, func() bool {
 		_, cursors, _ := b.out.Drain(nil, nil)
 		seen := map[string]bool{}
 		last := ""

@@ -29,17 +29,6 @@ func open(t *testing.T, o nats.Options) *nats.Bus {
 	return b
 }
 
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestDocSubjectIsSafeAndReversible(t *testing.T) {
 	b := open(t, nats.Options{Listen: "off"})
 	for _, doc := range []string{"a", "realtime:room-1", "a.b.c", "x>y", "sp ace", "*", strings.Repeat("z", 128), "ünï"} {
@@ -109,16 +98,16 @@ func TestExternalServerLateAndRestarted(t *testing.T) {
 	calls := make(chan struct{}, 4)
 	b.OnReconnect(func() { calls <- struct{}{} })
 	ns.Start()
-	waitFor(t, 10*time.Second, b.Connected)
+	natstest.WaitFor(t, 10*time.Second, b.Connected)
 	select {
 	case <-calls:
 	case <-time.After(5 * time.Second):
 		t.Fatal("no callback on the first connection")
 	}
 	ns.Stop()
-	waitFor(t, 10*time.Second, func() bool { return !b.Connected() })
+	natstest.WaitFor(t, 10*time.Second, func() bool { return !b.Connected() })
 	ns.Start()
-	waitFor(t, 10*time.Second, b.Connected)
+	natstest.WaitFor(t, 10*time.Second, b.Connected)
 	select {
 	case <-calls:
 	case <-time.After(5 * time.Second):

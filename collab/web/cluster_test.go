@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"collabd/nats/natstest"
 )
 
 // Two instances on one NATS: cursors, broadcasts and presence cross both ways.
@@ -56,7 +58,7 @@ func TestTwoInstances(t *testing.T) {
 	// A newcomer on B gets A's member's last cursor.
 	c := join(t, ins[1], "shared", "cy")
 	c.expect("presence.state")
-	waitFor(t, 5*time.Second, func() bool {
+	natstest.WaitFor(t, 5*time.Second, func() bool {
 		f := c.until("cursors", nil)
 		for _, e := range decodeCursors(t, f.Payload) {
 			if e.ID == a.id {

@@ -91,7 +91,7 @@ func startCluster(t *testing.T, n int, o instanceOpts) []*instance {
 	if n > 1 {
 		// Instances know each other from their heartbeats; wait for them so that a join
 		// waits for every instance's presence.
-		waitFor(t, 5*time.Second, func() bool {
+		natstest.WaitFor(t, 5*time.Second, func() bool {
 			for _, in := range out {
 				if len(in.hub.Peers()) < n-1 {
 					return false
@@ -364,18 +364,6 @@ func decodeCursors(t *testing.T, raw json.RawMessage) []cursorEntry {
 		t.Fatalf("cursors payload %s: %v", raw, err)
 	}
 	return c
-}
-
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // leftDoc reports, without blocking, whether c has been told that member id left.

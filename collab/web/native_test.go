@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"collabd/nats/natstest"
 )
 
 func TestJoinWelcomeStateAndDiff(t *testing.T) {
@@ -70,7 +72,7 @@ func TestCursorsRelayBatchAndNoEcho(t *testing.T) {
 		a.send("cursor", "", map[string]int{"x": i, "y": i})
 	}
 	var last int
-	waitFor(t, 5*time.Second, func() bool {
+	natstest.WaitFor(t, 5*time.Second, func() bool {
 		f := b.until("cursors", nil)
 		cs := decodeCursors(t, f.Payload)
 		seen := map[string]bool{}
@@ -252,7 +254,7 @@ func TestSlowConsumerClosed4008(t *testing.T) {
 	slow.pause()
 	blob := strings.Repeat("y", 8000)
 	sent := 0
-	waitFor(t, 20*time.Second, func() bool {
+	natstest.WaitFor(t, 20*time.Second, func() bool {
 		fast.send("broadcast", "", map[string]any{"event": "blob", "data": blob})
 		sent++
 		time.Sleep(time.Millisecond)

@@ -57,3 +57,16 @@ func (s *Server) Stop() {
 	s.srv.WaitForShutdown()
 	s.srv = nil
 }
+
+// WaitFor polls cond until it holds, failing the test after timeout: the way tests wait
+// for something another goroutine, instance or process does, instead of sleeping.
+func WaitFor(t testing.TB, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
