@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"io"
 	"math"
 	"runtime"
 	"runtime/debug"
@@ -91,7 +92,22 @@ func (c *conn) serve(read func() *collab.CloseError) {
 	}
 	if final := c.out.Closed(); final != nil && final != errClientGone {
 		c.srv.metrics.closed(final.Code)
+		c.linger()
 	}
+}
+
+// lingerTime bounds how long a connection the server closed is read after its close frame.
+const lingerTime = time.Second
+
+// linger reads and discards what the client still sends, until it closes or lingerTime
+// passes: closing a socket with unread input makes the kernel reset the connection, and
+// the client may then lose the close frame that says why.
+func (c *conn) linger() {
+	nc := c.ws.NetConn()
+	if err := nc.SetReadDeadline(time.Now().Add(lingerTime)); err != nil {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, nc, 1<<20) // ends at EOF, the deadline or 1 MiB
 }
 
 // readSafely runs read, turning a panic into an internal-error close.
