@@ -9,8 +9,8 @@
 //   COLLABD_APIKEY                apikey sent by realtime-js (query param) and the REST call
 //                                 (header); default "collabd-e2e-anon-key"
 //
-// Contract: /work/shared/DESIGN.md sections 3 (native protocol) and 6 (Supabase compatibility),
-// frames captured from the real client in /work/shared/reference/realtime-js-frames.md.
+// Contract: ../shared/DESIGN.md (beside the project) sections 3 (native protocol) and 6 (Supabase compatibility),
+// frames captured from the real client in ../shared/reference/realtime-js-frames.md.
 //
 // Every wait is bounded; every socket opened here is closed (or terminated) at the end of the
 // test that opened it, and again by a global after() hook, so the process exits by itself.
