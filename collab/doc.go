@@ -407,6 +407,21 @@ func (d *doc) requestSyncLocked(to string) {
 	}
 }
 
+// sendState gives every local member the document's whole presence again.
+func (d *doc) sendState() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	state := d.pres.State()
+	for s := range d.sessions {
+		if s.opts.Presence {
+			d.deliverLocked(s, Event{Session: s, Kind: EventPresenceState, State: state})
+		}
+	}
+}
+
 func (d *doc) closeSessions(err *CloseError) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

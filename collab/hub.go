@@ -369,15 +369,25 @@ func (h *Hub) unsubscribe() error {
 
 // Resync re-announces this instance's members and asks every other instance for its own,
 // for every open document. Call it when the bus connection comes back.
+//
+// Once the answers had SyncTimeout to arrive, every local member gets a fresh presence
+// state: the contract's re-synchronisation, which also repairs a client that missed diffs.
 func (h *Hub) Resync() {
 	if h.Draining() {
 		return
 	}
 	h.publishHeartbeat(true)
-	for _, d := range h.openDocs() {
+	docs := h.openDocs()
+	for _, d := range docs {
 		d.announce()
 		d.requestSync("")
 	}
+	// The timer's goroutine ends with its one call; documents closed meanwhile skip it.
+	time.AfterFunc(h.cfg.SyncTimeout, func() {
+		for _, d := range docs {
+			d.sendState()
+		}
+	})
 }
 
 func (h *Hub) openDocs() []*doc {

@@ -47,7 +47,8 @@ type member struct {
 	s   *collab.Session
 	out *collab.Outbox
 	// state is the presence the member has been told of, as a client would keep it.
-	state map[string]string // id -> user
+	state  map[string]string // id -> user
+	states int               // presence.state events received
 }
 
 func joinHub(t *testing.T, h *collab.Hub, doc, user string, queue int) *member {
@@ -67,6 +68,7 @@ func (m *member) sync() []collab.Event {
 	for _, ev := range events {
 		switch ev.Kind {
 		case collab.EventPresenceState:
+			m.states++
 			m.state = map[string]string{}
 			for id, e := range ev.State {
 				m.state[id] = e.User
@@ -158,9 +160,16 @@ func TestSilentHubEvictedAndRecovered(t *testing.T) {
 	ns.Stop()
 	a.waitState(map[string]string{a.s.ID: "ann"})
 	b.waitState(map[string]string{b.s.ID: "bob"})
+	statesBefore := b.states
 	ns.Start()
 	natstest.WaitFor(t, 10*time.Second, bus2.Connected)
 	a.waitState(both)
+	b.waitState(both)
+	// The re-synchronisation ends with a fresh presence.state for every member.
+	natstest.WaitFor(t, 5*time.Second, func() bool {
+		b.sync()
+		return b.states > statesBefore
+	})
 	b.waitState(both)
 }
 
