@@ -16,21 +16,50 @@ import (
 // restMaxMessages bounds the messages of one REST broadcast request.
 const restMaxMessages = 100
 
-// restBroadcastBody is the Supabase REST broadcast request.
-type restBroadcastBody struct {
-	Messages []struct {
-		Topic   string          `json:"topic"`
-		Event   string          `json:"event"`
-		Payload json.RawMessage `json:"payload"`
-	} `json:"messages"`
+// restMessage is one broadcast of a REST request.
+type restMessage struct {
+	Topic   string          `json:"topic"`
+	Event   string          `json:"event"`
+	Payload json.RawMessage `json:"payload"`
 }
 
 // restBroadcast sends broadcasts from a server: POST {"messages":[{"topic","event",
-// "payload"}]}, the topic with or without the "realtime:" prefix. It answers 202 once
-// every message is on its way, or 400 naming the first bad message and sending none.
-// With auth on it needs a token (apikey header, Authorization: Bearer, or token query)
-// that may write in every topic.
+// "payload"}]}, the topic with or without the "realtime:" prefix.
 func (s *Server) restBroadcast(c *fiber.Ctx) error {
+	return s.restSend(c, func() ([]restMessage, error) {
+		var body struct {
+			Messages []restMessage `json:"messages"`
+		}
+		if err := json.Unmarshal(c.Body(), &body); err != nil {
+			return nil, errors.New(`body must be {"messages":[{"topic","event","payload"}]}: ` + err.Error())
+		}
+		return body.Messages, nil
+	})
+}
+
+// restBroadcastEvent is realtime-js's httpSend: POST .../api/broadcast/{topic}/events/{event}
+// with the payload as the body.
+func (s *Server) restBroadcastEvent(c *fiber.Ctx) error {
+	return s.restSend(c, func() ([]restMessage, error) {
+		topic, err1 := url.PathUnescape(c.Params("topic"))
+		event, err2 := url.PathUnescape(c.Params("event"))
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		payload := json.RawMessage(bytes.Clone(c.Body()))
+		if len(payload) > 0 && !json.Valid(payload) {
+			return nil, errors.New("body must be the JSON payload")
+		}
+		return []restMessage{{Topic: topic, Event: event, Payload: payload}}, nil
+	})
+}
+
+// restSend checks the token (with auth on: apikey header, Authorization: Bearer, or token
+// query, allowed to write in every topic), then the messages that parse reads from the
+// request, and answers 202 once every message is on its way, or 400 naming the first bad
+// message and sending none.
+func (s *Server) restSend(c *fiber.Ctx, parse func() ([]restMessage, error)) error {
+	fail := func(status int, msg string) error { return c.Status(status).JSON(fiber.Map{"error": msg}) }
 	var ident *identity
 	if s.auth != nil {
 		tok := bearer(c)
@@ -38,75 +67,48 @@ func (s *Server) restBroadcast(c *fiber.Ctx) error {
 			tok = apikey(c)
 		}
 		if tok == "" {
-			return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": "a token is required (apikey header or Authorization: Bearer)"})
+			return fail(fiber.StatusUnauthorized, "a token is required (apikey header or Authorization: Bearer)")
 		}
 		id, err := s.auth.verify(tok)
 		if err != nil {
-			return c.Status(fiber.StatusUnauthorized).JSON(fiber.Map{"error": err.Error()})
+			return fail(fiber.StatusUnauthorized, err.Error())
 		}
 		ident = &id
 	}
-	var body restBroadcastBody
-	if err := json.Unmarshal(c.Body(), &body); err != nil {
-		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "body must be {\"messages\":[{\"topic\",\"event\",\"payload\"}]}: " + err.Error()})
+	msgs, err := parse()
+	if err != nil {
+		return fail(fiber.StatusBadRequest, err.Error())
 	}
-	if len(body.Messages) == 0 || len(body.Messages) > restMaxMessages {
-		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": fmt.Sprintf("send 1 to %d messages", restMaxMessages)})
+	if len(msgs) == 0 || len(msgs) > restMaxMessages {
+		return fail(fiber.StatusBadRequest, fmt.Sprintf("send 1 to %d messages", restMaxMessages))
 	}
-	docs := make([]string, len(body.Messages))
-	for i, m := range body.Messages {
+	docs := make([]string, len(msgs))
+	for i, m := range msgs {
 		doc := strings.TrimPrefix(m.Topic, phxTopicPrefix)
 		var problem string
-		switch {
-		case collab.ValidDocID(doc) != nil:
-			problem = "bad topic: " + collab.ValidDocID(doc).Error()
-		case m.Event == "":
+		if err := collab.ValidDocID(doc); err != nil {
+			problem = "bad topic: " + err.Error()
+		} else if m.Event == "" {
 			problem = "event is required"
-		case len(m.Payload) > collab.MaxBroadcastBytes:
+		} else if len(m.Payload) > collab.MaxBroadcastBytes {
 			problem = fmt.Sprintf("payload larger than %d bytes", collab.MaxBroadcastBytes)
-		case ident != nil && (!ident.write || !ident.allows(doc)):
-			return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": fmt.Sprintf("messages[%d]: token may not write in %q", i, doc)})
+		} else if ident != nil && (!ident.write || !ident.allows(doc)) {
+			return fail(fiber.StatusForbidden, fmt.Sprintf("messages[%d]: token may not write in %q", i, doc))
 		}
 		if problem != "" {
-			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": fmt.Sprintf("messages[%d]: %s", i, problem)})
+			return fail(fiber.StatusBadRequest, fmt.Sprintf("messages[%d]: %s", i, problem))
 		}
 		docs[i] = doc
 	}
-	for i, m := range body.Messages {
-		if err := s.sendREST(docs[i], m.Event, m.Payload); err != nil {
-			return c.Status(fiber.StatusInternalServerError).JSON(fiber.Map{"error": "internal error"})
+	for i, m := range msgs {
+		payload := m.Payload
+		if len(payload) == 0 {
+			payload = json.RawMessage("{}")
+		}
+		if err := s.hub.BroadcastFrom("", docs[i], m.Event, payload); err != nil {
+			s.log.Error("rest broadcast", "doc", docs[i], "err", err)
+			return fail(fiber.StatusInternalServerError, "internal error")
 		}
 	}
 	return c.SendStatus(fiber.StatusAccepted)
-}
-
-// restBroadcastEvent is realtime-js's httpSend: POST .../api/broadcast/{topic}/events/{event}
-// with the payload as the body; 202 when sent.
-func (s *Server) restBroadcastEvent(c *fiber.Ctx) error {
-	topic, err1 := url.PathUnescape(c.Params("topic"))
-	event, err2 := url.PathUnescape(c.Params("event"))
-	if err := errors.Join(err1, err2); err != nil {
-		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": err.Error()})
-	}
-	payload := json.RawMessage(bytes.Clone(c.Body()))
-	if len(payload) > 0 && !json.Valid(payload) {
-		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "body must be the JSON payload"})
-	}
-	body, err := json.Marshal(map[string]any{"messages": []any{map[string]any{"topic": topic, "event": event, "payload": payload}}})
-	if err != nil {
-		return err
-	}
-	c.Request().SetBody(body)
-	return s.restBroadcast(c)
-}
-
-func (s *Server) sendREST(doc, event string, payload json.RawMessage) error {
-	if len(payload) == 0 {
-		payload = json.RawMessage("{}")
-	}
-	err := s.hub.BroadcastFrom("", doc, event, payload)
-	if err != nil {
-		s.log.Error("rest broadcast", "doc", doc, "err", err)
-	}
-	return err
 }
