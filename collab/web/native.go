@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,7 +83,7 @@ func (s *Server) checkCommon(c *fiber.Ctx) (int, string) {
 }
 
 func (s *Server) refuse(c *fiber.Ctx, status int, msg string) error {
-	s.metrics.refused.WithLabelValues(itoa(status)).Inc()
+	s.metrics.refused.WithLabelValues(strconv.Itoa(status)).Inc()
 	return c.Status(status).SendString(msg + "\n")
 }
 

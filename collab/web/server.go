@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -165,8 +164,6 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 	}
 	return nil
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // Ready reports whether the instance accepts clients.
 func (s *Server) Ready() bool { return !s.hub.Draining() && s.cfg.Ready() }
