@@ -85,6 +85,7 @@ func (d *doc) open(ctx context.Context) {
 		close(d.answered)
 	}
 	d.mu.Unlock()
+	start := time.Now()
 	d.requestSync("")
 	t := time.NewTimer(d.hub.cfg.SyncTimeout)
 	defer t.Stop()
@@ -92,6 +93,7 @@ func (d *doc) open(ctx context.Context) {
 	case <-d.answered:
 	case <-t.C:
 	}
+	d.hub.cfg.OnSync(time.Since(start))
 }
 
 func (d *doc) unsubscribe() error {
@@ -389,7 +391,12 @@ func (d *doc) announce() {
 func (d *doc) announceLocked() {
 	members, v := d.pres.Local()
 	env := presenceEnvelope{Node: d.hub.cfg.Node, Type: presenceSnap, V: v, Members: members}
-	if err := d.hub.publish(d.subject(kindPresence), env); err != nil {
+	data, err := json.Marshal(env)
+	if err == nil {
+		d.hub.cfg.OnSnapshot(len(data))
+		err = d.hub.bus.Publish(d.subject(kindPresence), data)
+	}
+	if err != nil {
 		d.hub.publishFailed("snapshot", d.id, err)
 	}
 }

@@ -42,6 +42,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of presence liveness. Default time.Now.
 	Now func() time.Time
+	// OnSnapshot, when set, is told the encoded size in bytes of every presence snapshot
+	// this instance publishes (for metrics). It must not block.
+	OnSnapshot func(bytes int)
+	// OnSync, when set, is told how long each document opening waited for the other
+	// instances' presence (for metrics). It must not block.
+	OnSync func(time.Duration)
 }
 
 func (c Config) withDefaults() Config {
@@ -77,6 +83,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.OnSnapshot == nil {
+		c.OnSnapshot = func(int) {}
+	}
+	if c.OnSync == nil {
+		c.OnSync = func(time.Duration) {}
 	}
 	return c
 }
