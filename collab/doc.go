@@ -30,6 +30,7 @@ type doc struct {
 	pending  map[string]json.RawMessage // guarded by mu: local cursors not yet published
 	queued   bool                       // guarded by mu: in the hub's dirty list
 	closed   bool                       // guarded by mu: removed from the hub
+	parts    map[string]*snapAssembly   // guarded by mu: snapshots arriving in parts, by instance
 	waiting  map[string]bool            // guarded by mu: instances whose first snapshot open awaits
 	answered chan struct{}              // closed when waiting empties
 	unsub    func() error               // guarded by mu
@@ -112,6 +113,10 @@ func (d *doc) unsubscribe() error {
 func (d *doc) add(s *Session) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.hub.drained.Load() {
+		// Drain closes the members it finds under d.mu: one added after it must not stay.
+		return ErrShutdown
+	}
 	if d.pres.Len() >= d.hub.cfg.MaxMembers {
 		return ErrDocumentFull
 	}
@@ -362,7 +367,11 @@ func (d *doc) onPresence(env presenceEnvelope) {
 			d.requestSyncLocked(env.Node)
 		}
 	case presenceSnap:
-		if change, ok := d.pres.ApplySnapshot(env.Node, env.V, env.Members); ok {
+		members, whole := d.assembleLocked(env)
+		if !whole {
+			return
+		}
+		if change, ok := d.pres.ApplySnapshot(env.Node, env.V, members); ok {
 			d.applyLocked(change)
 		}
 		if d.waiting[env.Node] {
@@ -374,10 +383,54 @@ func (d *doc) onPresence(env presenceEnvelope) {
 	}
 }
 
+// assembleLocked gathers the parts of a snapshot from env.Node; it returns the members and
+// true once the snapshot is whole. Part 0 starts a snapshot anew, so a part lost in a
+// reconnection only delays the sender's members until its next snapshot.
+func (d *doc) assembleLocked(env presenceEnvelope) (presence.Members, bool) {
+	if env.Parts <= 1 {
+		delete(d.parts, env.Node)
+		return env.Members, true
+	}
+	a := d.parts[env.Node]
+	switch {
+	case env.Part == 0:
+		if d.parts == nil {
+			d.parts = map[string]*snapAssembly{}
+		}
+		a = &snapAssembly{v: env.V, parts: env.Parts, members: presence.Members{}}
+		d.parts[env.Node] = a
+	case a == nil || a.v != env.V || a.parts != env.Parts || a.next != env.Part:
+		delete(d.parts, env.Node) // a part is missing: wait for the next snapshot
+		return nil, false
+	}
+	if len(a.members)+len(env.Members) > d.hub.cfg.MaxMembers {
+		delete(d.parts, env.Node)
+		d.hub.log.Warn("snapshot larger than the member limit ignored", "doc", d.id, "from", env.Node)
+		return nil, false
+	}
+	for id, e := range env.Members {
+		a.members[id] = e
+	}
+	if a.next++; a.next < a.parts {
+		return nil, false
+	}
+	delete(d.parts, env.Node)
+	return a.members, true
+}
+
+// snapAssembly is a snapshot whose parts are arriving.
+type snapAssembly struct {
+	v       presence.Version
+	parts   int
+	next    int // the part expected next
+	members presence.Members
+}
+
 // dropNode removes the members of a dead or departed instance.
 func (d *doc) dropNode(node string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	delete(d.parts, node)
 	d.applyLocked(d.pres.DropNode(node))
 }
 
@@ -390,15 +443,19 @@ func (d *doc) announce() {
 
 func (d *doc) announceLocked() {
 	members, v := d.pres.Local()
-	env := presenceEnvelope{Node: d.hub.cfg.Node, Type: presenceSnap, V: v, Members: members}
-	data, err := json.Marshal(env)
-	if err == nil {
-		d.hub.cfg.OnSnapshot(len(data))
-		err = d.hub.bus.Publish(d.subject(kindPresence), data)
+	total := 0
+	for _, env := range snapshotParts(d.hub.cfg.Node, v, members) {
+		data, err := json.Marshal(env)
+		if err == nil {
+			total += len(data)
+			err = d.hub.bus.Publish(d.subject(kindPresence), data)
+		}
+		if err != nil {
+			d.hub.publishFailed("snapshot", d.id, err)
+			return
+		}
 	}
-	if err != nil {
-		d.hub.publishFailed("snapshot", d.id, err)
-	}
+	d.hub.cfg.OnSnapshot(total)
 }
 
 func (d *doc) requestSync(to string) {
@@ -412,6 +469,13 @@ func (d *doc) requestSyncLocked(to string) {
 	if err := d.hub.publish(d.subject(kindSync), syncEnvelope{Node: d.hub.cfg.Node, To: to}); err != nil {
 		d.hub.publishFailed("sync request", d.id, err)
 	}
+}
+
+// state returns the document's whole presence, shared and read-only.
+func (d *doc) state() presence.Members {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pres.State()
 }
 
 // sendState gives every local member the document's whole presence again.

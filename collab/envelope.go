@@ -31,7 +31,9 @@ type bcastEnvelope struct {
 }
 
 // presenceEnvelope is a change ("diff": Joins and Leaves) or the whole ("snap": Members)
-// of one instance's members in one document, at version V.
+// of one instance's members in one document, at version V. A snapshot larger than
+// snapPartBytes travels as Parts messages, Part 0 first, each with some of the members; the
+// receiver applies it once every part arrived (a NATS message is at most 1 MiB by default).
 type presenceEnvelope struct {
 	Node    string           `json:"n"`
 	Type    string           `json:"t"`
@@ -39,6 +41,32 @@ type presenceEnvelope struct {
 	Joins   presence.Members `json:"j,omitempty"`
 	Leaves  presence.Members `json:"l,omitempty"`
 	Members presence.Members `json:"m,omitempty"`
+	Part    int              `json:"p,omitempty"`
+	Parts   int              `json:"np,omitempty"` // 0 or 1: the snapshot is whole
+}
+
+// snapPartBytes bounds the members of one snapshot message, well under NATS's default
+// max_payload of 1 MiB (a member is at most about 4.5 KiB).
+const snapPartBytes = 256 << 10
+
+// snapshotParts splits members into the messages of one snapshot: an empty snapshot is one
+// message with no members.
+func snapshotParts(node string, v presence.Version, members presence.Members) []presenceEnvelope {
+	parts := []presenceEnvelope{{Node: node, Type: presenceSnap, V: v, Members: presence.Members{}}}
+	size := 0
+	for id, e := range members {
+		n := 48 + len(id) + len(e.User) + len(e.State)
+		if size > 0 && size+n > snapPartBytes {
+			parts = append(parts, presenceEnvelope{Node: node, Type: presenceSnap, V: v, Members: presence.Members{}})
+			size = 0
+		}
+		parts[len(parts)-1].Members[id] = e
+		size += n
+	}
+	for i := range parts {
+		parts[i].Part, parts[i].Parts = i, len(parts)
+	}
+	return parts
 }
 
 const (

@@ -117,6 +117,8 @@ type Hub struct {
 	// evictions holds slow sessions to remove, each at most once.
 	evictions *worklist[*Session]
 
+	drained        atomic.Bool // set by Drain before it closes the sessions it finds
+	closeOnce      sync.Once
 	sessions       atomic.Int64
 	lastPublishErr atomic.Int64 // unix nanoseconds of the last logged publish failure
 	unsubs         []func() error
@@ -334,6 +336,7 @@ func (h *Hub) Drain() {
 		return
 	}
 	h.draining = true
+	h.drained.Store(true)
 	docs := make([]*doc, 0, len(h.docs))
 	for _, d := range h.docs {
 		docs = append(docs, d)
@@ -348,15 +351,14 @@ func (h *Hub) Drain() {
 }
 
 // Close stops the hub's goroutines and subscriptions. Sessions still joined are closed
-// with ErrShutdown first.
+// with ErrShutdown first. Calls after the first return nil at once.
 func (h *Hub) Close() error {
 	h.Drain()
-	select {
-	case <-h.stop:
+	first := false
+	h.closeOnce.Do(func() { first = true; close(h.stop) })
+	if !first {
 		return nil
-	default:
 	}
-	close(h.stop)
 	h.wg.Wait()
 	h.mu.Lock()
 	docs := h.docs
@@ -394,8 +396,14 @@ func (h *Hub) Resync() {
 		d.announce()
 		d.requestSync("")
 	}
-	// The timer's goroutine ends with its one call; documents closed meanwhile skip it.
+	// The timer's goroutine ends with its one call; documents closed meanwhile skip it, and
+	// so does a hub closed meanwhile.
 	time.AfterFunc(h.cfg.SyncTimeout, func() {
+		select {
+		case <-h.stop:
+			return
+		default:
+		}
 		for _, d := range docs {
 			d.sendState()
 		}

@@ -13,16 +13,25 @@ const DefaultQueueBytes = 1 << 20
 // cursors replace the sender's slot, so they cannot grow the queue; presence, broadcasts
 // and replies go into a FIFO bounded in bytes, and overflowing it closes the connection
 // with the slow-consumer code.
+//
+// Presence is latest-wins too, at the level of the whole state: a presence.state supersedes
+// every presence event of its session queued before it, and takes no room in the byte
+// bound (its members map is shared with every other recipient, and the document's limits
+// bound it). A diff that would overflow the bound collapses the session's queued presence
+// into one re-synchronisation, resolved to the document's state when the writer drains. So
+// a member handed a large state, or a storm of joins and leaves, is never taken for a slow
+// consumer: only broadcasts and replies that the client does not read can overflow.
 type Outbox struct {
 	maxBytes int
 	wake     chan struct{} // capacity 1: "there is something to drain"
 
 	mu      sync.Mutex
-	events  []Event         // guarded by mu
-	bytes   int             // guarded by mu: estimated size of events
-	cursors []CursorSlot    // guarded by mu: at most one per (session, sender)
-	slots   map[slotKey]int // guarded by mu: index into cursors
-	closed  *CloseError     // guarded by mu: set once; nothing is queued after it
+	events  []Event           // guarded by mu
+	bytes   int               // guarded by mu: estimated size of events
+	cursors []CursorSlot      // guarded by mu: at most one per (session, sender)
+	slots   map[slotKey]int   // guarded by mu: index into cursors
+	closed  *CloseError       // guarded by mu: set once; nothing is queued after it
+	resync  map[*Session]bool // guarded by mu: sessions with a re-synchronisation queued
 }
 
 // CursorSlot is the latest cursor of one sender, for one session.
@@ -68,6 +77,28 @@ func (o *Outbox) push(ev Event) bool {
 	if o.closed != nil {
 		return o.closed != ErrSlowConsumer
 	}
+	switch ev.Kind {
+	case EventPresenceState:
+		// The state supersedes the session's queued presence and is not counted.
+		o.dropPresenceLocked(ev.Session)
+		o.events = append(o.events, ev)
+		o.signal()
+		return true
+	case EventPresenceDiff:
+		if o.resync[ev.Session] {
+			return true // the queued re-synchronisation will include this change
+		}
+		if o.bytes+n > o.maxBytes {
+			o.dropPresenceLocked(ev.Session)
+			if o.resync == nil {
+				o.resync = map[*Session]bool{}
+			}
+			o.resync[ev.Session] = true
+			o.events = append(o.events, Event{Session: ev.Session, Kind: EventPresenceState})
+			o.signal()
+			return true
+		}
+	}
 	if o.bytes+n > o.maxBytes {
 		o.closeLocked(ErrSlowConsumer)
 		return false
@@ -76,6 +107,23 @@ func (o *Outbox) push(ev Event) bool {
 	o.bytes += n
 	o.signal()
 	return true
+}
+
+// dropPresenceLocked removes the queued presence events of s: a newer state supersedes them.
+func (o *Outbox) dropPresenceLocked(s *Session) {
+	kept := o.events[:0]
+	for _, ev := range o.events {
+		if ev.Session == s && (ev.Kind == EventPresenceState || ev.Kind == EventPresenceDiff) {
+			if ev.Kind == EventPresenceDiff {
+				o.bytes -= ev.size()
+			}
+			continue
+		}
+		kept = append(kept, ev)
+	}
+	clear(o.events[len(kept):])
+	o.events = kept
+	delete(o.resync, s)
 }
 
 // putCursor sets the latest cursor of sender id for session s.
@@ -140,9 +188,13 @@ func (o *Outbox) Closed() *CloseError {
 // returns them with the close error, if any. Events come in order; cursors hold at most
 // one entry per (session, sender). After an overflow the events are dropped: the
 // connection is closing and the client must re-sync anyway.
+//
+// A re-synchronisation queued by an overflowing diff is resolved here, after the outbox is
+// unlocked, to the document's state: a change made before it is in that state, and one made
+// after it comes as a diff after it.
 func (o *Outbox) Drain(events []Event, cursors []CursorSlot) ([]Event, []CursorSlot, *CloseError) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
+	first := len(events)
 	if o.closed != ErrSlowConsumer {
 		events = append(events, o.events...)
 		cursors = append(cursors, o.cursors...)
@@ -153,5 +205,13 @@ func (o *Outbox) Drain(events []Event, cursors []CursorSlot) ([]Event, []CursorS
 	clear(o.cursors)
 	o.cursors = o.cursors[:0]
 	clear(o.slots)
-	return events, cursors, o.closed
+	clear(o.resync)
+	closed := o.closed
+	o.mu.Unlock()
+	for i := first; i < len(events); i++ {
+		if ev := &events[i]; ev.Kind == EventPresenceState && ev.State == nil && ev.Session != nil {
+			ev.State = ev.Session.doc.state()
+		}
+	}
+	return events, cursors, closed
 }

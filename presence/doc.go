@@ -23,6 +23,7 @@ type Doc struct {
 	local Members
 	ver   Version // of the local members
 	peers map[string]*peer
+	all   Members // what State returned, until the next change; shared and read-only
 }
 
 type peer struct {
@@ -44,6 +45,7 @@ func (d *Doc) Track(id string, e Entry) (Diff, Version) {
 	if ok && old.User == e.User && string(old.State) == string(e.State) {
 		return diff, d.ver
 	}
+	d.all = nil
 	e.Rev = old.Rev + 1
 	if ok {
 		diff.join(id, e, &old)
@@ -64,6 +66,7 @@ func (d *Doc) Untrack(id string) (Diff, Version, bool) {
 		return diff, d.ver, false
 	}
 	delete(d.local, id)
+	d.all = nil
 	diff.leave(id, old)
 	d.ver.Seq++
 	return diff, d.ver, true
@@ -127,6 +130,7 @@ func (d *Doc) DropNode(node string) Diff {
 		return Diff{}
 	}
 	delete(d.peers, node)
+	d.all = nil
 	return Between(p.members, nil)
 }
 
@@ -136,6 +140,7 @@ func (d *Doc) replace(node string, v Version, members Members) Diff {
 		old = p.members
 	}
 	d.peers[node] = &peer{ver: v, members: members}
+	d.all = nil
 	return Between(old, members)
 }
 
@@ -152,8 +157,12 @@ func (d *Doc) Get(id string) (Entry, bool) {
 	return Entry{}, false
 }
 
-// State returns every member present in the document, local and remote.
+// State returns every member present in the document, local and remote. The map is shared
+// by every caller until the next change: it must not be modified.
 func (d *Doc) State() Members {
+	if d.all != nil {
+		return d.all
+	}
 	n := len(d.local)
 	for _, p := range d.peers {
 		n += len(p.members)
@@ -167,6 +176,7 @@ func (d *Doc) State() Members {
 	for id, e := range d.local {
 		all[id] = e
 	}
+	d.all = all
 	return all
 }
 

@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -380,10 +381,15 @@ func TestStateLenGet(t *testing.T) {
 	if got := d.LocalLen(); got != 1 {
 		t.Errorf("got LocalLen %d, want 1", got)
 	}
-	st["zz"] = a1 // State is a copy
-	if got := d.Len(); got != 3 {
-		t.Errorf("after changing the state copy: got Len %d, want 3", got)
+	// State is shared until the next change, then built anew.
+	if again := d.State(); len(again) != len(st) || fmt.Sprintf("%p", again) != fmt.Sprintf("%p", st) {
+		t.Errorf("State twice without a change: got a new map, want the shared one")
 	}
+	d.Untrack("l")
+	if got := d.State(); len(got) != 2 || len(st) != 3 {
+		t.Errorf("after an untrack: got states of %d (new) and %d (old), want 2 and 3", len(got), len(st))
+	}
+	d.Track("l", ent("local", `{"me":true}`, 0))
 	for id, e := range want {
 		if got, ok := d.Get(id); !ok || !got.Equal(e) {
 			t.Errorf("Get(%q): got %+v, %v; want %+v, true", id, got, ok, e)
