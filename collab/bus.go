@@ -30,6 +30,7 @@ const (
 	kindBcast    = "bcast"
 	kindPresence = "presence"
 	kindSync     = "sync"
+	kindReplay   = "replay"
 	kindHB       = "hb"
 	kindBye      = "bye"
 	anyDoc       = "*"

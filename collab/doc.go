@@ -31,14 +31,21 @@ type doc struct {
 	queued   bool                       // guarded by mu: in the hub's dirty list
 	closed   bool                       // guarded by mu: removed from the hub
 	parts    map[string]*snapAssembly   // guarded by mu: snapshots arriving in parts, by instance
-	waiting  map[string]bool            // guarded by mu: instances whose first snapshot open awaits
-	answered chan struct{}              // closed when waiting empties
-	unsub    func() error               // guarded by mu
+
+	epoch     uint64                  // this opening of the document (the presence epoch)
+	bseq      uint64                  // guarded by mu: broadcasts published from here
+	sent      []sentBcast             // guarded by mu: the last of them, for replays
+	sentBytes int                     // guarded by mu
+	streams   map[string]*bcastStream // guarded by mu: other instances' broadcasts, by instance
+	waiting   map[string]bool         // guarded by mu: instances whose first snapshot open awaits
+	answered  chan struct{}           // closed when waiting empties
+	unsub     func() error            // guarded by mu
 }
 
 func newDoc(h *Hub, id string, epoch uint64) *doc {
 	return &doc{
 		id:       id,
+		epoch:    epoch,
 		hub:      h,
 		subject:  func(kind string) string { return h.bus.DocSubject(id, kind) },
 		ready:    make(chan struct{}),
@@ -283,9 +290,7 @@ func (d *doc) broadcast(s *Session, name string, data json.RawMessage) {
 	}
 	env := bcastEnvelope{Node: d.hub.cfg.Node, From: s.ID, Event: name, Data: data}
 	d.deliverBroadcastLocked(s, env)
-	if err := d.hub.publish(d.subject(kindBcast), env); err != nil {
-		d.hub.publishFailed("broadcast", d.id, err)
-	}
+	d.publishBroadcastLocked(env)
 }
 
 func (d *doc) deliverBroadcast(sender *Session, env bcastEnvelope) {
@@ -326,7 +331,12 @@ func (d *doc) onMessage(subject string, data []byte) {
 	case kindBcast:
 		var env bcastEnvelope
 		if err = json.Unmarshal(data, &env); err == nil {
-			d.deliverBroadcast(nil, env)
+			d.onBroadcast(env)
+		}
+	case kindReplay:
+		var env replayEnvelope
+		if err = json.Unmarshal(data, &env); err == nil {
+			d.onReplay(env)
 		}
 	case kindPresence:
 		var env presenceEnvelope
@@ -336,6 +346,14 @@ func (d *doc) onMessage(subject string, data []byte) {
 	}
 	if err != nil {
 		d.hub.log.Warn("bad bus message", "subject", subject, "err", err)
+	}
+}
+
+func (d *doc) onBroadcast(env bcastEnvelope) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.closed && env.Node != d.hub.cfg.Node {
+		d.onBroadcastLocked(env)
 	}
 }
 
@@ -367,6 +385,9 @@ func (d *doc) onPresence(env presenceEnvelope) {
 			d.requestSyncLocked(env.Node)
 		}
 	case presenceSnap:
+		if env.Part == 0 {
+			d.sawBroadcastSeqLocked(env.Node, env.V.Epoch, env.Bcast)
+		}
 		members, whole := d.assembleLocked(env)
 		if !whole {
 			return
@@ -430,7 +451,7 @@ type snapAssembly struct {
 func (d *doc) dropNode(node string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.parts, node)
+	delete(d.parts, node) // its broadcast stream stays: if it comes back, its missed broadcasts are asked for
 	d.applyLocked(d.pres.DropNode(node))
 }
 
@@ -444,7 +465,7 @@ func (d *doc) announce() {
 func (d *doc) announceLocked() {
 	members, v := d.pres.Local()
 	total := 0
-	for _, env := range snapshotParts(d.hub.cfg.Node, v, members) {
+	for _, env := range snapshotParts(d.hub.cfg.Node, v, members, d.bseq) {
 		data, err := json.Marshal(env)
 		if err == nil {
 			total += len(data)

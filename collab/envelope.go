@@ -22,12 +22,15 @@ type cursorEntry struct {
 	Data json.RawMessage `json:"data"`
 }
 
-// bcastEnvelope is one broadcast.
+// bcastEnvelope is one broadcast, numbered Seq in its sender's Epoch of the document (zero
+// when the document is not open on the sender: a REST broadcast). See replay.go.
 type bcastEnvelope struct {
 	Node  string          `json:"n"`
 	From  string          `json:"from"`
 	Event string          `json:"event"`
 	Data  json.RawMessage `json:"data"`
+	Epoch uint64          `json:"e,omitempty"`
+	Seq   uint64          `json:"s,omitempty"`
 }
 
 // presenceEnvelope is a change ("diff": Joins and Leaves) or the whole ("snap": Members)
@@ -43,6 +46,7 @@ type presenceEnvelope struct {
 	Members presence.Members `json:"m,omitempty"`
 	Part    int              `json:"p,omitempty"`
 	Parts   int              `json:"np,omitempty"` // 0 or 1: the snapshot is whole
+	Bcast   uint64           `json:"b,omitempty"`  // snapshots: the broadcasts published so far in epoch V.Epoch
 }
 
 // snapPartBytes bounds the members of one snapshot message, well under NATS's default
@@ -51,8 +55,8 @@ const snapPartBytes = 256 << 10
 
 // snapshotParts splits members into the messages of one snapshot: an empty snapshot is one
 // message with no members.
-func snapshotParts(node string, v presence.Version, members presence.Members) []presenceEnvelope {
-	parts := []presenceEnvelope{{Node: node, Type: presenceSnap, V: v, Members: presence.Members{}}}
+func snapshotParts(node string, v presence.Version, members presence.Members, bcast uint64) []presenceEnvelope {
+	parts := []presenceEnvelope{{Node: node, Type: presenceSnap, V: v, Members: presence.Members{}, Bcast: bcast}}
 	size := 0
 	for id, e := range members {
 		n := 48 + len(id) + len(e.User) + len(e.State)

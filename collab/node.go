@@ -50,6 +50,9 @@ func (h *Hub) heartbeatLoop() {
 			h.log.Warn("instance silent, its members leave", "peer", n, "after", h.cfg.DownAfter)
 			h.dropNode(n)
 		}
+		for _, d := range h.openDocs() {
+			d.releaseHeld(time.Now())
+		}
 	}
 }
 
