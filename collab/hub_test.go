@@ -16,7 +16,7 @@ import (
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // newHub runs a hub on its own connection to the NATS server at url.
-func newHub(t *testing.T, url string, cfg collab.Config) (*collab.Hub, *nats.Bus) {
+func newHub(t testing.TB, url string, cfg collab.Config) (*collab.Hub, *nats.Bus) {
 	t.Helper()
 	ctx := context.Background()
 	bus, err := nats.Open(ctx, nats.Options{URL: url, Logger: quiet()})
@@ -101,7 +101,7 @@ func (m *member) waitState(want map[string]string) {
 	})
 }
 
-func peersKnown(t *testing.T, n int, hubs ...*collab.Hub) {
+func peersKnown(t testing.TB, n int, hubs ...*collab.Hub) {
 	t.Helper()
 	natstest.WaitFor(t, 5*time.Second, func() bool {
 		for _, h := range hubs {
