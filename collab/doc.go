@@ -164,12 +164,25 @@ func (d *doc) remove(s *Session, publish bool) bool {
 	return true
 }
 
-func (d *doc) track(s *Session, state json.RawMessage) {
+// track sets s's presence state and acknowledges ref, or refuses a state that would take
+// the document's presence over its limit.
+func (d *doc) track(s *Session, ref string, state json.RawMessage) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !s.left {
-		d.trackLocked(s, state, nil)
+	if s.left {
+		return
 	}
+	e := presence.Entry{User: s.User, State: state}
+	grow := presence.Size(s.ID, e)
+	if old, ok := d.pres.Get(s.ID); ok {
+		grow -= presence.Size(s.ID, old)
+	}
+	if grow > 0 && d.pres.Bytes()+grow > d.hub.cfg.MaxPresenceBytes {
+		s.fail(ref, Errorf(ErrCodePresenceFull, "the presence of %q is full (%d bytes): track a smaller state", d.id, d.hub.cfg.MaxPresenceBytes))
+		return
+	}
+	s.ok(ref)
+	d.trackLocked(s, state, nil)
 }
 
 // trackLocked sets s's presence and tells everyone but except.

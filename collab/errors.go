@@ -55,13 +55,14 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 // The machine codes of `error` frames (docs/protocol.md).
 const (
-	ErrCodeBadJSON     = "bad_json"          // the frame is not a JSON object with a string "type"
-	ErrCodeUnknownType = "unknown_type"      // the "type" is not one this server knows
-	ErrCodeBadPayload  = "bad_payload"       // the payload has the wrong shape for its type
-	ErrCodeTooLarge    = "payload_too_large" // the payload exceeds the limit of its type
-	ErrCodeRateLimited = "rate_limited"      // too many messages; this one was dropped
-	ErrCodeForbidden   = "forbidden"         // the token does not allow this action
-	ErrCodeBadToken    = "bad_token"         // an auth message whose token cannot be used
+	ErrCodeBadJSON      = "bad_json"          // the frame is not a JSON object with a string "type"
+	ErrCodeUnknownType  = "unknown_type"      // the "type" is not one this server knows
+	ErrCodeBadPayload   = "bad_payload"       // the payload has the wrong shape for its type
+	ErrCodeTooLarge     = "payload_too_large" // the payload exceeds the limit of its type
+	ErrCodeRateLimited  = "rate_limited"      // too many messages; this one was dropped
+	ErrCodeForbidden    = "forbidden"         // the token does not allow this action
+	ErrCodeBadToken     = "bad_token"         // an auth message whose token cannot be used
+	ErrCodePresenceFull = "presence_full"     // the document's presence would exceed its size limit
 )
 
 // Errorf returns an Error with code and a formatted message.

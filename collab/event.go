@@ -11,6 +11,8 @@ const (
 	MaxCursorBytes    = 512
 	MaxStateBytes     = 4 << 10
 	MaxBroadcastBytes = 16 << 10
+	// DefaultMaxPresenceBytes bounds a document's whole presence (Config.MaxPresenceBytes).
+	DefaultMaxPresenceBytes = 8 << 20
 )
 
 // CommandKind is what a client asks for.

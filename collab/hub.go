@@ -30,6 +30,10 @@ type Config struct {
 	SyncTimeout time.Duration
 	// MaxMembers limits the members of one document, across instances. Default 10000.
 	MaxMembers int
+	// MaxPresenceBytes limits a document's whole presence (what every newcomer receives in
+	// presence.state), across instances: a track that would exceed it is refused. Default
+	// 8 MiB: 10,000 members with states of about 800 bytes, or 2,000 with 4 KiB.
+	MaxPresenceBytes int
 	// CursorRate and CursorBurst limit cursor updates per session (per second). Default
 	// 120 and 120 (two seconds of a 60 Hz client: a client is not punished for a short stall).
 	CursorRate  float64
@@ -65,6 +69,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxMembers <= 0 {
 		c.MaxMembers = 10000
+	}
+	if c.MaxPresenceBytes <= 0 {
+		c.MaxPresenceBytes = DefaultMaxPresenceBytes
 	}
 	if c.CursorRate <= 0 {
 		c.CursorRate = 120
@@ -304,11 +311,11 @@ func (h *Hub) cursor(s *Session, data []byte)                 { s.doc.cursor(s, 
 func (h *Hub) broadcast(s *Session, name string, data []byte) { s.doc.broadcast(s, name, data) }
 func (h *Hub) untrack(s *Session)                             { s.doc.untrack(s) }
 
-func (h *Hub) track(s *Session, state []byte) {
+func (h *Hub) track(s *Session, ref string, state []byte) {
 	if len(state) == 0 {
 		state = emptyState
 	}
-	s.doc.track(s, state)
+	s.doc.track(s, ref, state)
 }
 
 // BroadcastFrom sends a broadcast into document id on behalf of a server-side sender (the

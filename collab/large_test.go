@@ -111,3 +111,51 @@ func TestPresenceChurnCollapsesToState(t *testing.T) {
 		t.Fatalf("got %d presence.state events, want 1 (kinds %v)", states, kinds(events))
 	}
 }
+
+// A document's whole presence is bounded: a track that would take it over the limit gets a
+// presence_full error and changes nothing; a smaller state is always accepted.
+func TestPresenceBytesLimit(t *testing.T) {
+	ns := natstest.NewServer(t)
+	cfg := collab.Config{MaxPresenceBytes: 10 << 10}
+	h1, _ := newHub(t, ns.URL(), cfg)
+	h2, _ := newHub(t, ns.URL(), cfg)
+	peersKnown(t, 1, h1, h2)
+	a := joinHub(t, h1, "doc", "ann", 0)
+	b := joinHub(t, h2, "doc", "bob", 0)
+	b.waitState(map[string]string{a.s.ID: "ann", b.s.ID: "bob"})
+	track := func(m *member, ref string, size int) *collab.Event {
+		t.Helper()
+		if ce := m.s.Handle(collab.Command{Kind: collab.CmdTrack, Ref: ref, Data: bigState(size)}); ce != nil {
+			t.Fatal(ce)
+		}
+		for _, ev := range m.sync() {
+			if ev.Ref == ref {
+				return &ev
+			}
+		}
+		t.Fatalf("no reply to %s", ref)
+		return nil
+	}
+	if ev := track(a, "1", 4<<10); ev.Kind != collab.EventOK {
+		t.Fatalf("first 4 KiB state: got %v, want ok", ev.Kind)
+	}
+	// b's instance learns of a's state before b tracks: the limit counts every instance.
+	natstest.WaitFor(t, 5*time.Second, func() bool {
+		for _, ev := range b.sync() {
+			if ev.Kind == collab.EventPresenceDiff && len(ev.Diff.Joins[a.s.ID].State) > 1000 {
+				return true
+			}
+		}
+		return false
+	})
+	if ev := track(b, "2", 4<<10); ev.Kind != collab.EventOK {
+		t.Fatalf("second 4 KiB state: got %v, want ok", ev.Kind)
+	}
+	ev := track(b, "3", 8<<10)
+	if ev.Kind != collab.EventError || ev.Err.Code != collab.ErrCodePresenceFull {
+		t.Fatalf("a state over the document's limit: got %v %v, want error %s", ev.Kind, ev.Err, collab.ErrCodePresenceFull)
+	}
+	if ev := track(b, "4", 100); ev.Kind != collab.EventOK {
+		t.Fatalf("a smaller state: got %v %v, want ok", ev.Kind, ev.Err)
+	}
+}

@@ -71,8 +71,7 @@ func (s *Session) Handle(cmd Command) *CloseError {
 		}
 		s.hub.cursor(s, cmd.Data)
 	case CmdTrack:
-		s.ok(cmd.Ref)
-		s.hub.track(s, cmd.Data)
+		s.hub.track(s, cmd.Ref, cmd.Data)
 	case CmdUntrack:
 		s.ok(cmd.Ref)
 		s.hub.untrack(s)

@@ -383,6 +383,9 @@ func (s *sim) checkViews() error {
 		if got, want := n.doc.Len(), len(n.doc.State()); got != want {
 			return fmt.Errorf("%s: got Len %d, want %d", n.id, got, want)
 		}
+		if got, want := n.doc.Bytes(), sizeOf(n.doc.State()); got != want {
+			return fmt.Errorf("%s: got Bytes %d, want %d", n.id, got, want)
+		}
 		for _, p := range n.doc.Peers() {
 			if !live[p] {
 				return fmt.Errorf("%s: still has dead instance %s as a peer", n.id, p)

@@ -24,7 +24,22 @@ type Doc struct {
 	ver   Version // of the local members
 	peers map[string]*peer
 	all   Members // what State returned, until the next change; shared and read-only
+	bytes int     // Size of every member, local and remote
 }
+
+// Size is what a member adds to the document's presence, in bytes of JSON (about).
+func Size(id string, e Entry) int { return 32 + len(id) + len(e.User) + len(e.State) }
+
+func sizeOf(m Members) int {
+	n := 0
+	for id, e := range m {
+		n += Size(id, e)
+	}
+	return n
+}
+
+// Bytes is the size of the document's whole presence: what a presence.state carries.
+func (d *Doc) Bytes() int { return d.bytes }
 
 type peer struct {
 	ver     Version
@@ -48,10 +63,12 @@ func (d *Doc) Track(id string, e Entry) (Diff, Version) {
 	d.all = nil
 	e.Rev = old.Rev + 1
 	if ok {
+		d.bytes -= Size(id, old)
 		diff.join(id, e, &old)
 	} else {
 		diff.join(id, e, nil)
 	}
+	d.bytes += Size(id, e)
 	d.local[id] = e
 	d.ver.Seq++
 	return diff, d.ver
@@ -67,6 +84,7 @@ func (d *Doc) Untrack(id string) (Diff, Version, bool) {
 	}
 	delete(d.local, id)
 	d.all = nil
+	d.bytes -= Size(id, old)
 	diff.leave(id, old)
 	d.ver.Seq++
 	return diff, d.ver, true
@@ -131,6 +149,7 @@ func (d *Doc) DropNode(node string) Diff {
 	}
 	delete(d.peers, node)
 	d.all = nil
+	d.bytes -= sizeOf(p.members)
 	return Between(p.members, nil)
 }
 
@@ -141,6 +160,7 @@ func (d *Doc) replace(node string, v Version, members Members) Diff {
 	}
 	d.peers[node] = &peer{ver: v, members: members}
 	d.all = nil
+	d.bytes += sizeOf(members) - sizeOf(old)
 	return Between(old, members)
 }
 
