@@ -5,10 +5,15 @@ import "errors"
 // MaxDocIDBytes is the longest document id.
 const MaxDocIDBytes = 128
 
-// ValidDocID checks a document id: 1-128 bytes of letters, digits and "_ - : .".
+// ValidDocID checks a document id: 1-128 bytes of letters, digits and "_ - : .", except "."
+// and "..", which browsers and proxies rewrite as path segments (a client could never reach
+// them by URL).
 func ValidDocID(id string) error {
 	if id == "" {
 		return errors.New("document id is empty")
+	}
+	if id == "." || id == ".." {
+		return errors.New(`document id may not be "." or ".." (path segments that browsers and proxies rewrite)`)
 	}
 	if len(id) > MaxDocIDBytes {
 		return errors.New("document id is longer than 128 bytes")

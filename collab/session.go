@@ -46,10 +46,49 @@ type Session struct {
 	lastWarn time.Time // guarded by mu: last rate_limited error frame
 	left     bool      // guarded by doc.mu: the session is no longer a member
 	evicted  atomic.Bool
+	// write is the write permission once SetReadOnly changed it (writeDenied or
+	// writeAllowed); zero: as joined (opts.ReadOnly).
+	write atomic.Int32
 }
+
+const (
+	writeDenied  = 1
+	writeAllowed = 2
+)
 
 // Options returns the options the session joined with.
 func (s *Session) Options() JoinOptions { return s.opts }
+
+// SetReadOnly changes the session's write permission after the join, when a refreshed
+// token grants or takes away write; it applies from the next request on.
+func (s *Session) SetReadOnly(readOnly bool) {
+	v := int32(writeAllowed)
+	if readOnly {
+		v = writeDenied
+	}
+	s.write.Store(v)
+}
+
+// ReadOnly reports whether the session may not send cursors and broadcasts now.
+func (s *Session) ReadOnly() bool {
+	switch s.write.Load() {
+	case writeDenied:
+		return true
+	case writeAllowed:
+		return false
+	}
+	return s.opts.ReadOnly
+}
+
+// Limit counts a request that the web layer handles itself (a token refresh) against the
+// session's message rate, as Handle counts the others. It reports whether the request may
+// go on; a non-nil error means the connection must close with it.
+func (s *Session) Limit(ref string) (bool, *CloseError) {
+	if s.msgLim.Allow() {
+		return true, nil
+	}
+	return false, s.limited(ref)
+}
 
 // Handle executes one client request. Recoverable problems become error events; a
 // non-nil result means the connection must close with it.
@@ -63,7 +102,7 @@ func (s *Session) Handle(cmd Command) *CloseError {
 	}
 	switch cmd.Kind {
 	case CmdCursor:
-		if s.opts.ReadOnly {
+		if s.ReadOnly() {
 			if s.mayWarn(cmd.Ref) { // cursors come fast: one error a second is enough
 				s.fail(cmd.Ref, Errorf(ErrCodeForbidden, "this token may not write in %q", s.Doc))
 			}
@@ -76,7 +115,7 @@ func (s *Session) Handle(cmd Command) *CloseError {
 		s.ok(cmd.Ref)
 		s.hub.untrack(s)
 	case CmdBroadcast:
-		if s.opts.ReadOnly {
+		if s.ReadOnly() {
 			s.fail(cmd.Ref, Errorf(ErrCodeForbidden, "this token may not write in %q", s.Doc))
 			return nil
 		}

@@ -3,11 +3,14 @@ package web
 import (
 	"errors"
 	"fmt"
+	"math"
 	"path"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"collabd/collab"
 )
 
 // Claims are the JWT claims collabd reads: the standard ones (sub is the user id, exp the
@@ -47,7 +50,17 @@ func (id identity) allows(doc string) bool {
 type authenticator struct {
 	secret []byte
 	parser *jwt.Parser
+	now    func() time.Time
 }
+
+// clockSkew is the leeway for nbf and iat: a token issued by a server whose clock runs a
+// little ahead is not refused. exp gets none: a token that is refused nowhere at the upgrade
+// would be closed at once after it.
+const clockSkew = 5 * time.Second
+
+// maxExpiry is the latest expiry a deadline can hold (time.Duration and UnixNano end in
+// April 2262); a later exp, such as the common "never" 9999999999, means no expiry.
+var maxExpiry = time.Unix(0, math.MaxInt64)
 
 func newAuthenticator(secret string) *authenticator {
 	if secret == "" {
@@ -55,11 +68,15 @@ func newAuthenticator(secret string) *authenticator {
 	}
 	return &authenticator{
 		secret: []byte(secret),
-		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second)),
+		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(clockSkew)),
+		now:    time.Now,
 	}
 }
 
-var errNoSubject = errors.New("token has no subject (sub)")
+var (
+	errNoSubject = errors.New("token has no subject (sub)")
+	errExpired   = errors.New("token has invalid claims: token is expired")
+)
 
 // verifyUser is verify for native clients, whose user id is the token's subject.
 func (a *authenticator) verifyUser(token string) (identity, error) {
@@ -79,8 +96,16 @@ func (a *authenticator) verify(token string) (identity, error) {
 		return identity{}, fmt.Errorf("invalid token: %w", err)
 	}
 	id := identity{user: strings.TrimSpace(c.Subject), docs: c.Docs, write: c.Write == nil || *c.Write}
-	if c.ExpiresAt != nil {
-		id.expires = c.ExpiresAt.Time
+	if id.user != "" {
+		if err := collab.ValidUserID(id.user); err != nil {
+			return identity{}, fmt.Errorf("invalid token: subject (sub): %w", err)
+		}
+	}
+	if exp := c.ExpiresAt.Time; !exp.After(a.now()) {
+		// The parser allows clockSkew past exp; the connection's deadline is exp itself.
+		return identity{}, fmt.Errorf("invalid token: %w", errExpired)
+	} else if exp.Before(maxExpiry) {
+		id.expires = exp
 	}
 	return id, nil
 }

@@ -32,7 +32,7 @@ type upgrade struct {
 const localsUpgrade = "collabd.upgrade"
 
 // upgradeNative checks a native connection before the upgrade and answers plain HTTP when
-// it cannot go on: 400 bad document id, 426 not a WebSocket, 403 origin or permission,
+// it cannot go on: 400 bad document id or user, 426 not a WebSocket, 403 origin or permission,
 // 401 bad token, 429 connection limit, 503 draining.
 func (s *Server) upgradeNative(c *fiber.Ctx) error {
 	doc, err := url.PathUnescape(c.Params("doc"))
@@ -49,6 +49,12 @@ func (s *Server) upgradeNative(c *fiber.Ctx) error {
 	u := &upgrade{doc: doc, ip: c.IP()}
 	if status, msg := s.checkCommon(c); status != 0 {
 		return s.refuse(c, status, msg)
+	}
+	if user := c.Query("user"); user != "" && s.auth == nil {
+		// With auth on the token names the user and the query is ignored.
+		if err := collab.ValidUserID(user); err != nil {
+			return s.refuse(c, fiber.StatusBadRequest, "bad user: "+err.Error())
+		}
 	}
 	if s.auth != nil {
 		if tok := bearer(c); tok != "" {
@@ -175,6 +181,13 @@ func (s *Server) readNative(c *conn, u *upgrade, user string) *collab.CloseError
 		}
 		bad = 0
 		if cmd.Kind == collab.CmdAuth {
+			// Verifying a token costs more than any other request: it counts like them.
+			if ok, cerr := sess.Limit(cmd.Ref); !ok {
+				if cerr != nil {
+					return cerr
+				}
+				continue
+			}
 			if cerr := s.refreshAuth(c, sess, cmd.Token); cerr != nil {
 				return cerr
 			}
@@ -213,7 +226,8 @@ func (s *Server) firstAuth(c *conn, doc string) (identity, string, *collab.Close
 	return id, ref, nil
 }
 
-// refreshAuth takes a fresh token for a joined session: same user, same document.
+// refreshAuth takes a fresh token for a joined session: same user, same document. Its
+// expiry replaces the old one and its write permission applies at once.
 func (s *Server) refreshAuth(c *conn, sess *collab.Session, token string) *collab.CloseError {
 	if s.auth == nil {
 		return nil // auth is off: there is nothing to refresh
@@ -228,6 +242,7 @@ func (s *Server) refreshAuth(c *conn, sess *collab.Session, token string) *colla
 	if !id.allows(sess.Doc) {
 		return errAuthDoc
 	}
+	sess.SetReadOnly(!id.write)
 	c.setExpiry(id.expires)
 	return nil
 }

@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
@@ -80,28 +83,41 @@ func (s *Server) phoenixHandler() fiber.Handler {
 }
 
 // phxSocket is the reader's state of one Phoenix socket.
+//
+// Each channel keeps its own token: its expiry timer ends that channel alone (phx_close),
+// and a refresh changes that channel alone. Lock order: mu, then the hub's locks (a timer
+// leaves the hub under mu, so that a channel is closed once).
 type phxSocket struct {
-	srv      *Server
-	c        *conn
-	up       *phxUpgrade
-	channels map[string]*phxChannel // owned by the reader: joined channels by topic
+	srv *Server
+	c   *conn
+	up  *phxUpgrade
+
+	mu       sync.Mutex
+	channels map[string]*phxChannel // guarded by mu: joined channels by topic; only the reader adds
 }
 
 // phxChannel is one joined topic; the core's session carries it as its Tag, for the
-// writer. It does not change after the join.
+// writer. Its fields above sess do not change after the join.
 type phxChannel struct {
 	topic   string
 	joinRef wire.PhxRef // the join's join_ref: every push of the channel carries it
 	joinMsg wire.PhxRef // the join's ref, for the join reply
 	ack     bool        // broadcast.ack: reply to broadcasts
+	sub     string      // the subject of the join's token ("" for none, or auth off)
+	private bool        // config.private: needs a token with a subject
 	sess    *collab.Session
+
+	expiry    *time.Timer // guarded by phxSocket.mu: ends the channel when its token expires
+	expiryGen int         // guarded by phxSocket.mu: tells a stale timer from the current one
 }
 
 func (p *phxSocket) read() *collab.CloseError {
 	p.c.extendOnPong()
 	defer func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		for _, ch := range p.channels {
-			p.srv.hub.Leave(ch.sess)
+			p.leaveLocked(ch)
 		}
 	}()
 	bad := 0
@@ -136,7 +152,7 @@ func (p *phxSocket) handle(msg wire.PhxMessage) *collab.CloseError {
 		p.join(msg)
 		return nil
 	}
-	ch := p.channels[msg.Topic]
+	ch := p.channel(msg.Topic)
 	if ch == nil {
 		if msg.Event != wire.PhxEventLeave && msg.Event != wire.PhxEventAccessToken {
 			p.reply(wire.PhxReplyError(msg, "unmatched topic"))
@@ -145,9 +161,11 @@ func (p *phxSocket) handle(msg wire.PhxMessage) *collab.CloseError {
 	}
 	switch msg.Event {
 	case wire.PhxEventLeave:
-		p.leave(ch)
+		joined := p.leave(ch)
 		p.reply(wire.PhxReply(msg, wire.PhxStatusOK, nil))
-		p.reply(wire.PhxClose(ch.joinRef, ch.topic))
+		if joined { // else its token expired meanwhile, and it was closed then
+			p.reply(wire.PhxClose(ch.joinRef, ch.topic))
+		}
 	case wire.PhxEventAccessToken:
 		return p.accessToken(ch, msg)
 	case wire.PhxEventBroadcast:
@@ -195,24 +213,31 @@ func (p *phxSocket) join(msg wire.PhxMessage) {
 		return
 	}
 	ident, reason := p.identify(cfg.AccessToken, doc)
+	if reason == "" && cfg.Config.Private && ident != nil && ident.user == "" {
+		reason = "Unauthorized: a private channel needs a user token (an access_token with a subject, sub), not only the anon key"
+	}
 	if reason != "" {
 		p.reply(wire.PhxReplyError(msg, reason))
 		return
 	}
-	if old := p.channels[msg.Topic]; old != nil {
+	key, reason := presenceKey(cfg.Config.Presence.Key, ident)
+	if reason != "" {
+		p.reply(wire.PhxReplyError(msg, reason))
+		return
+	}
+	if old := p.channel(msg.Topic); old != nil {
 		// A join of a joined topic replaces the channel, as Phoenix does.
 		p.leave(old)
-	} else if len(p.channels) >= phxMaxChannels {
+	} else if p.channelCount() >= phxMaxChannels {
 		p.reply(wire.PhxReplyError(msg, "too many channels on this socket"))
 		return
 	}
-	ch := &phxChannel{topic: msg.Topic, joinRef: msg.JoinRef, joinMsg: msg.Ref, ack: cfg.Config.Broadcast.Ack}
+	ch := &phxChannel{topic: msg.Topic, joinRef: msg.JoinRef, joinMsg: msg.Ref, ack: cfg.Config.Broadcast.Ack, private: cfg.Config.Private}
 	if !ch.joinRef.Valid {
 		ch.joinRef = msg.Ref
 	}
-	key := cfg.Config.Presence.Key
-	if key == "" {
-		key = randomKey()
+	if ident != nil {
+		ch.sub = ident.user
 	}
 	opts := collab.JoinOptions{
 		Doc:           doc,
@@ -223,7 +248,6 @@ func (p *phxSocket) join(msg wire.PhxMessage) {
 	}
 	if ident != nil {
 		opts.ReadOnly = !ident.write
-		p.c.setExpiry(ident.expires)
 	}
 	sess, err := p.srv.hub.Join(context.Background(), p.c.out, opts)
 	if err != nil {
@@ -237,7 +261,40 @@ func (p *phxSocket) join(msg wire.PhxMessage) {
 		return
 	}
 	ch.sess = sess
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.channels[msg.Topic] = ch
+	if ident != nil {
+		p.setExpiryLocked(ch, ident.expires)
+	}
+}
+
+// presenceKey returns the presence key a channel's member shows as, or the reason to
+// refuse the join. With auth off it is the client's key, or a random one when it sets
+// none. With auth on it is the token's subject, so that nobody shows as someone else: a
+// key that is not the subject is refused. A token without a subject (the anon key) shows
+// as a random key and may not choose one.
+func presenceKey(key string, id *identity) (string, string) {
+	if key != "" {
+		if err := collab.ValidUserID(key); err != nil {
+			return "", "bad presence key: " + err.Error()
+		}
+	}
+	switch {
+	case id == nil: // auth off
+		if key == "" {
+			key = randomKey()
+		}
+		return key, ""
+	case id.user == "":
+		if key != "" {
+			return "", fmt.Sprintf("Unauthorized: presence key %q needs a token whose subject (sub) it is; this token has no sub: leave the key unset (put names in the tracked state)", key)
+		}
+		return randomKey(), ""
+	case key != "" && key != id.user:
+		return "", fmt.Sprintf("Unauthorized: presence key %q is not this token's subject (sub): leave the key unset or set it to the sub", key)
+	}
+	return id.user, ""
 }
 
 // identify checks the token of a join when auth is on: the join's access_token, else the
@@ -264,13 +321,85 @@ func (p *phxSocket) identify(token, doc string) (*identity, string) {
 	return id, ""
 }
 
-func (p *phxSocket) leave(ch *phxChannel) {
-	p.srv.hub.Leave(ch.sess)
-	delete(p.channels, ch.topic)
+// channel returns the joined channel of topic, or nil.
+func (p *phxSocket) channel(topic string) *phxChannel {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.channels[topic]
 }
 
-// accessToken takes a fresh token for the socket; an invalid one ends the channel.
+func (p *phxSocket) channelCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.channels)
+}
+
+// leave ends ch's membership and reports whether it was still joined (its token may have
+// expired meanwhile).
+func (p *phxSocket) leave(ch *phxChannel) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.leaveLocked(ch)
+}
+
+func (p *phxSocket) leaveLocked(ch *phxChannel) bool {
+	if p.channels[ch.topic] != ch {
+		return false
+	}
+	delete(p.channels, ch.topic)
+	if ch.expiry != nil {
+		ch.expiry.Stop()
+	}
+	ch.expiryGen++
+	p.srv.hub.Leave(ch.sess)
+	return true
+}
+
+// end closes ch from the server's side: a system message with the reason (as Supabase
+// Realtime sends it), then phx_close, which realtime-js reports as CLOSED.
+func (p *phxSocket) end(ch *phxChannel, reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.endLocked(ch, reason)
+}
+
+func (p *phxSocket) endLocked(ch *phxChannel, reason string) {
+	if !p.leaveLocked(ch) {
+		return
+	}
+	p.reply(wire.PhxSystem(ch.joinRef, ch.topic, ch.sess.Doc, wire.PhxStatusError, reason))
+	p.reply(wire.PhxClose(ch.joinRef, ch.topic))
+}
+
+// setExpiryLocked makes ch end when t passes (zero: never), replacing its previous expiry.
+func (p *phxSocket) setExpiryLocked(ch *phxChannel, t time.Time) {
+	if ch.expiry != nil {
+		ch.expiry.Stop()
+		ch.expiry = nil
+	}
+	ch.expiryGen++
+	if t.IsZero() {
+		return
+	}
+	gen := ch.expiryGen
+	// The timer's goroutine runs once and ends; Stop or a newer generation makes it a no-op.
+	ch.expiry = time.AfterFunc(time.Until(t), func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if ch.expiryGen == gen {
+			p.endLocked(ch, "Token has expired")
+		}
+	})
+}
+
+// accessToken takes a fresh token for one channel (realtime-js sends one per channel):
+// its expiry and write permission replace the channel's own. A token that cannot be used
+// here ends the channel.
 func (p *phxSocket) accessToken(ch *phxChannel, msg wire.PhxMessage) *collab.CloseError {
+	// Verifying a token costs more than any other request: it counts like them.
+	if ok, cerr := ch.sess.Limit(msg.Ref.Value); !ok {
+		return cerr
+	}
 	if p.srv.auth == nil {
 		return nil
 	}
@@ -278,13 +407,28 @@ func (p *phxSocket) accessToken(ch *phxChannel, msg wire.PhxMessage) *collab.Clo
 		AccessToken string `json:"access_token"`
 	}
 	_ = json.Unmarshal(msg.Payload, &body) // an empty token is refused below
-	id, reason := p.identify(body.AccessToken, ch.sess.Doc)
-	if reason != "" || body.AccessToken == "" {
-		p.leave(ch)
-		p.reply(wire.PhxClose(ch.joinRef, ch.topic))
+	var id *identity
+	reason := "Unauthorized: access_token is empty"
+	if body.AccessToken != "" {
+		id, reason = p.identify(body.AccessToken, ch.sess.Doc)
+	}
+	switch {
+	case reason != "":
+	case ch.sub != "" && id.user != ch.sub:
+		reason = "Unauthorized: access_token is for another user (sub) than the one that joined"
+	case ch.private && id.user == "":
+		reason = "Unauthorized: a private channel needs a user token (an access_token with a subject, sub)"
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if reason != "" {
+		p.endLocked(ch, reason)
 		return nil
 	}
-	p.c.setExpiry(id.expires)
+	if p.channels[ch.topic] == ch {
+		ch.sess.SetReadOnly(!id.write)
+		p.setExpiryLocked(ch, id.expires)
+	}
 	return nil
 }
 

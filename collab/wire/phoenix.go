@@ -29,6 +29,7 @@ const (
 	PhxEventPresenceState = "presence_state"
 	PhxEventPresenceDiff  = "presence_diff"
 	PhxEventAccessToken   = "access_token"
+	PhxEventSystem        = "system"  // Supabase Realtime's server notices on a channel
 	PhxTopicPhoenix       = "phoenix" // the socket-level topic heartbeats use
 	PhxStatusOK           = "ok"
 	PhxStatusError        = "error"

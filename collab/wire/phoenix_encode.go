@@ -69,6 +69,21 @@ func PhxClose(joinRef PhxRef, topic string) PhxMessage {
 	return PhxMessage{JoinRef: joinRef, Ref: joinRef, Topic: topic, Event: PhxEventClose, Payload: json.RawMessage("{}")}
 }
 
+// PhxSystem returns the Supabase Realtime system message that tells a channel's client
+// why the server ends it, {"extension":"system","status":status,"message":message,
+// "channel":channel}; realtime-js hands it to on('system') listeners. Send PhxClose after.
+func PhxSystem(joinRef PhxRef, topic, channel, status, message string) PhxMessage {
+	p := make([]byte, 0, 64+len(status)+len(message)+len(channel))
+	p = append(p, `{"extension":"system","status":`...)
+	p = appendPhxString(p, status)
+	p = append(p, `,"message":`...)
+	p = appendPhxString(p, message)
+	p = append(p, `,"channel":`...)
+	p = appendPhxString(p, channel)
+	p = append(p, '}')
+	return PhxMessage{JoinRef: joinRef, Topic: topic, Event: PhxEventSystem, Payload: p}
+}
+
 // PhxBroadcast returns the JSON text form of a user broadcast, with null refs:
 // [null,null,topic,"broadcast",{"type":"broadcast","event":event,"payload":payload}].
 // It is how a vsn 1.0.0 socket receives every broadcast, and how a vsn 2.0.0 socket
