@@ -295,13 +295,13 @@ func (d *doc) publishCursors() {
 	}
 }
 
-func (d *doc) broadcast(s *Session, name string, data json.RawMessage) {
+func (d *doc) broadcast(s *Session, name string, data json.RawMessage, binary bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if s.left {
 		return
 	}
-	env := bcastEnvelope{Node: d.hub.cfg.Node, From: s.ID, Event: name, Data: data}
+	env := bcastEnvelope{Node: d.hub.cfg.Node, From: s.ID, Event: name, Data: data, Binary: binary}
 	d.deliverBroadcastLocked(s, env)
 	d.publishBroadcastLocked(env)
 }
@@ -319,7 +319,7 @@ func (d *doc) deliverBroadcastLocked(sender *Session, env bcastEnvelope) {
 		if s == sender && !s.opts.SelfBroadcast {
 			continue
 		}
-		d.deliverLocked(s, Event{Session: s, Kind: EventBroadcast, From: env.From, Name: env.Event, Data: env.Data})
+		d.deliverLocked(s, Event{Session: s, Kind: EventBroadcast, From: env.From, Name: env.Event, Data: env.Data, Binary: env.Binary})
 	}
 }
 

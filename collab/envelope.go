@@ -31,6 +31,8 @@ type bcastEnvelope struct {
 	Data  json.RawMessage `json:"data"`
 	Epoch uint64          `json:"e,omitempty"`
 	Seq   uint64          `json:"s,omitempty"`
+	// Binary: Data is the base64 JSON string of a binary payload (Command.Binary).
+	Binary bool `json:"bin,omitempty"`
 }
 
 // presenceEnvelope is a change ("diff": Joins and Leaves) or the whole ("snap": Members)

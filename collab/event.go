@@ -35,6 +35,9 @@ type Command struct {
 	Name  string          // broadcast event name
 	Data  json.RawMessage // see CommandKind
 	Token string          // CmdAuth
+	// Binary marks a broadcast whose payload is bytes, not JSON (a realtime-js ArrayBuffer):
+	// Data is then a JSON string holding their standard base64.
+	Binary bool
 }
 
 // EventKind is what a client is told.
@@ -64,6 +67,9 @@ type Event struct {
 	Name    string // broadcast event name
 	Data    json.RawMessage
 	Err     *Error
+	// Binary marks a broadcast whose payload is bytes: Data is a JSON string holding their
+	// standard base64 (Command.Binary).
+	Binary bool
 }
 
 // size estimates the bytes the event takes in a queue and on the wire.

@@ -307,9 +307,13 @@ func (h *Hub) Leave(s *Session) {
 	}
 }
 
-func (h *Hub) cursor(s *Session, data []byte)                 { s.doc.cursor(s, data) }
-func (h *Hub) broadcast(s *Session, name string, data []byte) { s.doc.broadcast(s, name, data) }
-func (h *Hub) untrack(s *Session)                             { s.doc.untrack(s) }
+func (h *Hub) cursor(s *Session, data []byte) { s.doc.cursor(s, data) }
+func (h *Hub) untrack(s *Session)             { s.doc.untrack(s) }
+
+// broadcast relays a broadcast from s; bin marks a binary payload (Command.Binary).
+func (h *Hub) broadcast(s *Session, name string, data []byte, bin bool) {
+	s.doc.broadcast(s, name, data, bin)
+}
 
 func (h *Hub) track(s *Session, ref string, state []byte) {
 	if len(state) == 0 {

@@ -119,7 +119,7 @@ func (s *Session) Handle(cmd Command) *CloseError {
 			s.fail(cmd.Ref, Errorf(ErrCodeForbidden, "this token may not write in %q", s.Doc))
 			return nil
 		}
-		s.hub.broadcast(s, cmd.Name, cmd.Data)
+		s.hub.broadcast(s, cmd.Name, cmd.Data, cmd.Binary)
 		s.ok(cmd.Ref)
 	case CmdPing:
 		s.Out.push(Event{Session: s, Kind: EventPong, Ref: cmd.Ref, Data: cmd.Data})

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -442,12 +443,17 @@ func (p *phxSocket) broadcast(ch *phxChannel, msg wire.PhxMessage) *collab.Close
 	case b == nil || b.Event == "":
 		p.reply(wire.PhxReplyError(msg, "broadcast needs an event"))
 		return nil
-	case !b.JSON:
-		p.reply(wire.PhxReplyError(msg, "binary broadcast payloads are not supported; send JSON"))
-		return nil
 	case len(b.Payload) > collab.MaxBroadcastBytes:
 		p.reply(wire.PhxReplyError(msg, "broadcast payload too large"))
 		return nil
+	case !b.JSON:
+		// An ArrayBuffer: carried as a base64 JSON string, so that every protocol and the bus
+		// can hold it; vsn 2.0.0 members get the bytes back in a binary frame.
+		data := make([]byte, 0, base64.StdEncoding.EncodedLen(len(b.Payload))+2)
+		data = append(data, '"')
+		data = base64.StdEncoding.AppendEncode(data, b.Payload)
+		data = append(data, '"')
+		return ch.sess.Handle(collab.Command{Kind: collab.CmdBroadcast, Ref: ref, Name: b.Event, Data: data, Binary: true})
 	}
 	data := json.RawMessage(b.Payload)
 	if len(data) == 0 {
@@ -528,6 +534,20 @@ func (e phxEncoder) encode(w *frameWriter, events []collab.Event, _ []collab.Cur
 			m.JoinRef, m.Event = wire.PhxRef{}, wire.PhxEventPresenceDiff
 			m.Payload = wire.AppendPhxPresenceDiff(nil, ev.Diff)
 		case collab.EventBroadcast:
+			if ev.Binary {
+				if e.vsn == wire.PhxVsn2 {
+					frame, err := wire.AppendPhxUserBroadcastBase64(w.buf[:0], ch.topic, ev.Name, ev.Data)
+					if err == nil {
+						w.buf = frame
+						if err := w.binary(frame); err != nil {
+							return err
+						}
+						continue
+					}
+				}
+				m = wire.PhxBroadcastBase64(ch.topic, ev.Name, ev.Data)
+				break
+			}
 			if e.vsn == wire.PhxVsn2 {
 				frame, err := wire.AppendPhxUserBroadcast(w.buf[:0], ch.topic, ev.Name, ev.Data)
 				if err == nil {

@@ -182,6 +182,9 @@ func AppendNative(dst []byte, ev *collab.Event) []byte {
 		dst = appendString(dst, ev.Name)
 		dst = append(dst, `,"data":`...)
 		dst = appendRaw(dst, ev.Data)
+		if ev.Binary { // data is the base64 string of a binary payload
+			dst = append(dst, `,"encoding":"base64"`...)
+		}
 		return append(dst, "}}"...)
 	case collab.EventOK:
 		dst = append(dst, `{"type":"ok","ref":`...)

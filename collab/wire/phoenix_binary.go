@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,7 @@ var (
 	errPhxBinaryJSON       = errors.New("wire: phoenix user broadcast payload is not valid UTF-8 JSON")
 	errPhxBinaryMetadata   = errors.New("wire: phoenix user broadcast metadata is not a JSON object")
 	errPhxBinaryServerKind = errors.New("wire: phoenix binary frame kind is server-to-client only")
+	errPhxBase64           = errors.New("wire: binary broadcast payload is not a JSON string of standard base64")
 )
 
 // decodePhxBinary decodes a vsn 2.0.0 binary frame: a push (kind 0) or a user
@@ -208,6 +210,24 @@ func AppendPhxUserBroadcast(dst []byte, topic, event string, payload json.RawMes
 // sockets can receive it: such a payload has no JSON form.
 func AppendPhxUserBroadcastBinary(dst []byte, topic, event string, payload []byte) ([]byte, error) {
 	return appendPhxUserBroadcast(dst, topic, event, phxEncodingBinary, payload)
+}
+
+// AppendPhxUserBroadcastBase64 is AppendPhxUserBroadcastBinary for a payload held as b64,
+// a JSON string of its standard base64 (how the core carries binary payloads): the bytes
+// are decoded straight into the frame. A b64 that is not such a string is an error.
+func AppendPhxUserBroadcastBase64(dst []byte, topic, event string, b64 json.RawMessage) ([]byte, error) {
+	if len(b64) < 2 || b64[0] != '"' || b64[len(b64)-1] != '"' {
+		return dst, errPhxBase64
+	}
+	frame, err := appendPhxUserBroadcast(dst, topic, event, phxEncodingBinary, nil)
+	if err != nil {
+		return dst, err
+	}
+	frame, err = base64.StdEncoding.AppendDecode(frame, b64[1:len(b64)-1])
+	if err != nil {
+		return dst, fmt.Errorf("%w: %w", errPhxBase64, err)
+	}
+	return frame, nil
 }
 
 func appendPhxUserBroadcast(dst []byte, topic, event string, encoding byte, payload []byte) ([]byte, error) {

@@ -69,6 +69,16 @@ func PhxClose(joinRef PhxRef, topic string) PhxMessage {
 	return PhxMessage{JoinRef: joinRef, Ref: joinRef, Topic: topic, Event: PhxEventClose, Payload: json.RawMessage("{}")}
 }
 
+// PhxBroadcastBase64 is PhxBroadcast for a binary user payload, for a socket that cannot
+// receive it in a binary frame (vsn 1.0.0): the payload is b64, a JSON string holding the
+// standard base64 of the bytes, and "encoding":"base64" says so:
+// {"type":"broadcast","event":event,"payload":"AAEC","encoding":"base64"}.
+func PhxBroadcastBase64(topic, event string, b64 json.RawMessage) PhxMessage {
+	p := make([]byte, 0, len(`{"type":"broadcast","event":"","payload":,"encoding":"base64"}`)+len(event)+len(b64)+2)
+	p = phxBroadcastPayload(p, event, b64, json.RawMessage(`{"encoding":"base64"}`))
+	return PhxMessage{Topic: topic, Event: PhxEventBroadcast, Payload: p}
+}
+
 // PhxSystem returns the Supabase Realtime system message that tells a channel's client
 // why the server ends it, {"extension":"system","status":status,"message":message,
 // "channel":channel}; realtime-js hands it to on('system') listeners. Send PhxClose after.
