@@ -4,12 +4,14 @@
 package nats
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // Options configures Open. The zero value starts an embedded server on 127.0.0.1:4222.
@@ -32,6 +35,72 @@ type Options struct {
 	Name string
 	// Logger receives connection events. Default slog.Default().
 	Logger *slog.Logger
+
+	// TLS, as PEM files. With URL: CAFile verifies the servers (default: the system roots
+	// when a URL is tls://), CertFile and KeyFile are the client certificate for servers that
+	// verify clients. With the embedded server: CertFile and KeyFile are its certificate, so
+	// that it accepts only TLS, and CAFile, when set, makes it require client certificates
+	// that CA signed. Default: none.
+	CAFile, CertFile, KeyFile string
+
+	// Credentials, at most one kind: CredsFile (a .creds file: user JWT and nkey seed),
+	// NKeyFile (a file holding an nkey seed, "SU..."), Token, or User and Password. With
+	// URL they authenticate the connection. With the embedded server (not CredsFile, which
+	// needs an operator-configured server) they are also what the server requires of every
+	// client. Default: none.
+	CredsFile, NKeyFile, Token, User, Password string
+}
+
+// hasCredential reports whether a credential is configured.
+func (o Options) hasCredential() bool {
+	return o.CredsFile != "" || o.NKeyFile != "" || o.Token != "" || o.User != ""
+}
+
+// checkCredentials refuses ambiguous or half-given credentials.
+func (o Options) checkCredentials() error {
+	n := 0
+	for _, set := range []bool{o.CredsFile != "", o.NKeyFile != "", o.Token != "", o.User != ""} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n > 1:
+		return errors.New("nats: give one credential: a creds file, an nkey seed, a token, or a user and password")
+	case o.Password != "" && o.User == "":
+		return errors.New("nats: a password needs a user")
+	case (o.CertFile == "") != (o.KeyFile == ""):
+		return errors.New("nats: a TLS certificate needs its key, and a key its certificate")
+	}
+	return nil
+}
+
+// clientOptions are the TLS and credential options of the connection.
+func (o Options) clientOptions() ([]natsgo.Option, error) {
+	var opts []natsgo.Option
+	if o.URL != "" { // the in-process connection to the embedded server needs no TLS
+		if o.CAFile != "" {
+			opts = append(opts, natsgo.RootCAs(o.CAFile))
+		}
+		if o.CertFile != "" {
+			opts = append(opts, natsgo.ClientCert(o.CertFile, o.KeyFile))
+		}
+	}
+	switch {
+	case o.CredsFile != "":
+		opts = append(opts, natsgo.UserCredentials(o.CredsFile))
+	case o.NKeyFile != "":
+		opt, err := natsgo.NkeyOptionFromSeed(o.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats: nkey seed %s: %w", o.NKeyFile, err)
+		}
+		opts = append(opts, opt)
+	case o.Token != "":
+		opts = append(opts, natsgo.Token(o.Token))
+	case o.User != "":
+		opts = append(opts, natsgo.UserInfo(o.User, o.Password))
+	}
+	return opts, nil
 }
 
 func (o Options) withDefaults() Options {
@@ -66,6 +135,9 @@ type Bus struct {
 // a server answers, and reconnects for ever after a loss.
 func Open(ctx context.Context, opts Options) (*Bus, error) {
 	opts = opts.withDefaults()
+	if err := opts.checkCredentials(); err != nil {
+		return nil, err
+	}
 	b := &Bus{prefix: opts.Prefix, log: opts.Logger}
 	conn := []natsgo.Option{
 		natsgo.Name(opts.Name),
@@ -98,9 +170,14 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 			b.log.Error("nats async error", "subject", subject, "err", err)
 		}),
 	}
+	secure, err := opts.clientOptions()
+	if err != nil {
+		return nil, err
+	}
+	conn = append(conn, secure...)
 	url := opts.URL
 	if url == "" {
-		srv, err := startEmbedded(opts.Listen)
+		srv, err := startEmbedded(opts)
 		if err != nil {
 			return nil, err
 		}
@@ -122,8 +199,14 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	return b, nil
 }
 
-func startEmbedded(listen string) (*server.Server, error) {
+// startEmbedded starts the embedded server. It refuses to listen beyond loopback without a
+// credential: anyone who can connect to the bus can inject members and broadcasts.
+func startEmbedded(o Options) (*server.Server, error) {
+	listen := o.Listen
 	sopts := &server.Options{NoSigs: true, NoLog: true, MaxPayload: 1 << 20}
+	if err := embeddedSecurity(o, sopts); err != nil {
+		return nil, err
+	}
 	if listen == "off" {
 		sopts.DontListen = true
 	} else {
@@ -134,6 +217,9 @@ func startEmbedded(listen string) (*server.Server, error) {
 		p, err := strconv.Atoi(port)
 		if err != nil {
 			return nil, fmt.Errorf("nats: embedded listen port %q: %w", port, err)
+		}
+		if !isLoopback(host) && !o.hasCredential() {
+			return nil, fmt.Errorf("nats: the embedded server would listen on %s, beyond loopback, without a credential, and anyone who reaches it could inject members and broadcasts: set -nats-token (or -nats-user and -nats-password, or -nats-nkey) on every instance, or listen on loopback (-nats-listen 127.0.0.1:4222)", listen)
 		}
 		if p == 0 {
 			p = server.RANDOM_PORT
@@ -155,6 +241,55 @@ func startEmbedded(listen string) (*server.Server, error) {
 		return nil, fmt.Errorf("nats: embedded server did not start listening on %s (port in use? set -nats-listen or NATS_URL)", listen)
 	}
 	return srv, nil
+}
+
+// embeddedSecurity sets the embedded server's authentication and TLS from o.
+func embeddedSecurity(o Options, sopts *server.Options) error {
+	switch {
+	case o.CredsFile != "":
+		return errors.New("nats: a creds file needs an external NATS server configured with its operator (set NATS_URL); the embedded server takes -nats-token, -nats-user/-nats-password or -nats-nkey")
+	case o.NKeyFile != "":
+		pub, err := nkeyPublic(o.NKeyFile)
+		if err != nil {
+			return err
+		}
+		sopts.Nkeys = []*server.NkeyUser{{Nkey: pub}}
+	case o.Token != "":
+		sopts.Authorization = o.Token
+	case o.User != "":
+		sopts.Username, sopts.Password = o.User, o.Password
+	}
+	if o.CertFile != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.CertFile, KeyFile: o.KeyFile, CaFile: o.CAFile, Verify: o.CAFile != ""})
+		if err != nil {
+			return fmt.Errorf("nats: embedded server TLS: %w", err)
+		}
+		sopts.TLSConfig, sopts.TLS, sopts.TLSVerify, sopts.TLSTimeout = tc, true, o.CAFile != "", 2
+	}
+	return nil
+}
+
+// nkeyPublic reads an nkey seed file and returns its public key.
+func nkeyPublic(file string) (string, error) {
+	seed, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("nats: nkey seed: %w", err)
+	}
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(seed))
+	if err != nil {
+		return "", fmt.Errorf("nats: nkey seed %s: %w", file, err)
+	}
+	defer kp.Wipe()
+	return kp.PublicKey()
+}
+
+// isLoopback reports whether host names only this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func redact(url string) string {
@@ -184,7 +319,8 @@ func (b *Bus) ListenURL() string {
 	if b.srv == nil || b.srv.Addr() == nil {
 		return ""
 	}
-	return "nats://" + b.srv.Addr().String()
+	scheme, _, _ := strings.Cut(b.srv.ClientURL(), "://") // tls when the server requires TLS
+	return scheme + "://" + b.srv.Addr().String()
 }
 
 // Publish sends data on subject. While disconnected it is buffered by the client.
