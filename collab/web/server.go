@@ -48,6 +48,11 @@ type Config struct {
 	Static fs.FS
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
+	// TrustedProxies lists the addresses and CIDRs of the proxies (load balancers) in front
+	// of this instance: a request from one of them is counted, for the per-address limits,
+	// under the first address of its X-Forwarded-For header. Requests from anywhere else
+	// are counted under their peer address, whatever headers they send. Default: none.
+	TrustedProxies []string
 }
 
 func (c Config) withDefaults() Config {
@@ -120,6 +125,11 @@ func New(hub *collab.Hub, cfg Config) *Server {
 		ReadTimeout:           30 * time.Second,
 		IdleTimeout:           2 * time.Minute,
 		ErrorHandler:          s.errorHandler,
+		// With no trusted proxy the check trusts nobody: c.IP() is the peer address.
+		EnableTrustedProxyCheck: true,
+		TrustedProxies:          cfg.TrustedProxies,
+		ProxyHeader:             fiber.HeaderXForwardedFor,
+		EnableIPValidation:      true,
 	})
 	s.routes()
 	return s
