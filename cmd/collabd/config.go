@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,14 @@ type config struct {
 	logFormat       string
 	maxConnsPerIP   int
 	shutdownTimeout time.Duration
+
+	tlsCert, tlsKey string   // PEM files: serve HTTPS and wss on addr
+	trustedProxies  []string // addresses and CIDRs whose X-Forwarded-For is believed
+
+	// The NATS connection's TLS (PEM files) and its one credential; with the embedded
+	// server, its certificate and the credential it requires.
+	natsCA, natsCert, natsKey                              string
+	natsCreds, natsNKey, natsToken, natsUser, natsPassword string
 }
 
 // parseConfig reads the environment through getenv, then args.
@@ -46,7 +55,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs := flag.NewFlagSet("collabd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c config
-	var origins, level string
+	var origins, level, proxies string
 	fs.StringVar(&c.addr, "addr", addr, "HTTP/WebSocket listen address (env COLLABD_ADDR or PORT)")
 	fs.StringVar(&c.natsURL, "nats", env("NATS_URL", ""), "external NATS URL(s), comma-separated; empty starts an embedded server (env NATS_URL)")
 	fs.StringVar(&c.natsListen, "nats-listen", env("COLLABD_NATS_LISTEN", "127.0.0.1:4222"), `where the embedded nats-server listens for other instances; "off" for in-process only (env COLLABD_NATS_LISTEN)`)
@@ -65,6 +74,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.logFormat, "log-format", env("COLLABD_LOG_FORMAT", "text"), "text or json (env COLLABD_LOG_FORMAT)")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", maxPerIP, "WebSocket connections allowed from one address (env COLLABD_MAX_CONNS_PER_IP)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", shutdown, "how long a graceful shutdown may take (env COLLABD_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.tlsCert, "tls-cert", env("COLLABD_TLS_CERT", ""), "PEM certificate (chain) file: serve HTTPS and wss with it and -tls-key (env COLLABD_TLS_CERT)")
+	fs.StringVar(&c.tlsKey, "tls-key", env("COLLABD_TLS_KEY", ""), "PEM private key file of -tls-cert (env COLLABD_TLS_KEY)")
+	fs.StringVar(&proxies, "trusted-proxies", env("COLLABD_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of load balancers whose X-Forwarded-For gives the client address (env COLLABD_TRUSTED_PROXIES)")
+	fs.StringVar(&c.natsCA, "nats-ca", env("NATS_CA", ""), "PEM CA file that verifies the NATS servers (env NATS_CA)")
+	fs.StringVar(&c.natsCert, "nats-cert", env("NATS_CERT", ""), "PEM client certificate for NATS; with the embedded server, its certificate (env NATS_CERT)")
+	fs.StringVar(&c.natsKey, "nats-key", env("NATS_KEY", ""), "PEM private key of -nats-cert (env NATS_KEY)")
+	fs.StringVar(&c.natsCreds, "nats-creds", env("NATS_CREDS", ""), "NATS .creds file (user JWT and nkey seed); external NATS only (env NATS_CREDS)")
+	fs.StringVar(&c.natsNKey, "nats-nkey", env("NATS_NKEY", ""), "file holding an NATS nkey seed (env NATS_NKEY)")
+	fs.StringVar(&c.natsToken, "nats-token", env("NATS_TOKEN", ""), "NATS token; prefer the environment, flags show in ps (env NATS_TOKEN)")
+	fs.StringVar(&c.natsUser, "nats-user", env("NATS_USER", ""), "NATS user, with -nats-password (env NATS_USER)")
+	fs.StringVar(&c.natsPassword, "nats-password", env("NATS_PASSWORD", ""), "NATS password; prefer the environment (env NATS_PASSWORD)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -81,6 +101,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		if o = strings.TrimSpace(o); o != "" {
 			c.origins = append(c.origins, o)
 		}
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return c, errors.New("-tls-cert and -tls-key go together: give both to serve TLS, or neither")
+	}
+	for _, p := range strings.Split(proxies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			return c, fmt.Errorf("-trusted-proxies: %q is neither an IP address nor a CIDR such as 10.0.0.0/8", p)
+		}
+		c.trustedProxies = append(c.trustedProxies, p)
 	}
 	if c.heartbeat <= 0 || c.downAfter <= c.heartbeat {
 		return c, fmt.Errorf("-down-after (%s) must be longer than -heartbeat (%s), and both positive", c.downAfter, c.heartbeat)

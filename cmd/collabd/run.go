@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +29,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := cfg.logger(stderr)
 
-	bus, err := nats.Open(ctx, nats.Options{URL: cfg.natsURL, Listen: cfg.natsListen, Logger: log})
+	bus, err := nats.Open(ctx, nats.Options{
+		URL: cfg.natsURL, Listen: cfg.natsListen, Logger: log,
+		CAFile: cfg.natsCA, CertFile: cfg.natsCert, KeyFile: cfg.natsKey,
+		CredsFile: cfg.natsCreds, NKeyFile: cfg.natsNKey, Token: cfg.natsToken, User: cfg.natsUser, Password: cfg.natsPassword,
+	})
 	if err != nil {
 		return err
 	}
@@ -48,18 +53,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	bus.OnReconnect(hub.Resync)
 
 	srv := web.New(hub, web.Config{
-		JWTSecret:     cfg.jwtSecret,
-		Origins:       cfg.origins,
-		MaxConnsPerIP: cfg.maxConnsPerIP,
-		Ready:         bus.Connected,
-		Static:        frontend.FS(),
-		Logger:        log,
+		JWTSecret:      cfg.jwtSecret,
+		Origins:        cfg.origins,
+		MaxConnsPerIP:  cfg.maxConnsPerIP,
+		TrustedProxies: cfg.trustedProxies,
+		Ready:          bus.Connected,
+		Static:         frontend.FS(),
+		Logger:         log,
 	})
-	ln, err := net.Listen("tcp", cfg.addr)
+	ln, err := listen(cfg)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.addr, err)
+		return err
 	}
-	attrs := []any{"addr", ln.Addr().String(), "node", hub.Node()}
+	attrs := []any{"addr", ln.Addr().String(), "node", hub.Node(), "tls", cfg.tlsCert != ""}
 	if u := bus.ListenURL(); u != "" {
 		attrs = append(attrs, "nats", u)
 	} else if cfg.natsURL != "" {
@@ -82,4 +88,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	return nil
+}
+
+// listen opens the HTTP listener: TLS (HTTPS and wss) with -tls-cert and -tls-key.
+func listen(cfg config) (net.Listener, error) {
+	var tc *tls.Config
+	if cfg.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-cert/-tls-key: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.addr, err)
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
+	return ln, nil
 }
