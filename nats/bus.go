@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -128,6 +129,8 @@ type Bus struct {
 
 	mu          sync.Mutex
 	onReconnect []func() // guarded by mu
+
+	reconnects atomic.Uint64 // connections regained after a loss, for Reconnects
 }
 
 // Open connects to NATS, starting an embedded server first when opts.URL is empty. With an
@@ -153,6 +156,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 			}
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
+			b.reconnects.Add(1)
 			b.log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
 			b.reconnected()
 		}),
@@ -356,6 +360,10 @@ func (b *Bus) Flush(ctx context.Context) error {
 
 // Connected reports whether the connection is up now.
 func (b *Bus) Connected() bool { return b.nc.IsConnected() }
+
+// Reconnects is how many times the connection came back after a loss (a late first
+// connection does not count), for the metrics.
+func (b *Bus) Reconnects() uint64 { return b.reconnects.Load() }
 
 // OnReconnect registers fn to run after every reconnection, on the client's event goroutine.
 func (b *Bus) OnReconnect(fn func()) {

@@ -104,6 +104,9 @@ func TestExternalServerLateAndRestarted(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no callback on the first connection")
 	}
+	if n := b.Reconnects(); n != 0 {
+		t.Errorf("Reconnects() = %d after a late first connection, want 0", n)
+	}
 	ns.Stop()
 	natstest.WaitFor(t, 10*time.Second, func() bool { return !b.Connected() })
 	ns.Start()
@@ -112,6 +115,9 @@ func TestExternalServerLateAndRestarted(t *testing.T) {
 	case <-calls:
 	case <-time.After(5 * time.Second):
 		t.Fatal("no callback on reconnection")
+	}
+	if n := b.Reconnects(); n != 1 {
+		t.Errorf("Reconnects() = %d after one reconnection, want 1", n)
 	}
 }
 

@@ -58,6 +58,7 @@ func startInstance(t *testing.T, natsURL string, o instanceOpts) *instance {
 	wc := o.web
 	wc.Logger = quietLogger()
 	wc.Ready = bus.Connected
+	wc.NATSReconnects = bus.Reconnects
 	srv := web.New(hub, wc)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

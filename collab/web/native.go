@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,18 +36,18 @@ const localsUpgrade = "collabd.upgrade"
 func (s *Server) upgradeNative(c *fiber.Ctx) error {
 	doc, err := url.PathUnescape(c.Params("doc"))
 	if err != nil {
-		return s.refuse(c, fiber.StatusBadRequest, "bad document id: "+err.Error())
+		return s.refuse(c, refusedBadDoc, "bad document id: "+err.Error())
 	}
 	doc = strings.Clone(doc)
 	if err := collab.ValidDocID(doc); err != nil {
-		return s.refuse(c, fiber.StatusBadRequest, "bad "+err.Error())
+		return s.refuse(c, refusedBadDoc, "bad "+err.Error())
 	}
 	if !websocket.IsWebSocketUpgrade(c) {
-		return s.refuse(c, fiber.StatusUpgradeRequired, "this endpoint speaks WebSocket only")
+		return s.refuse(c, refusedNotWS, "this endpoint speaks WebSocket only")
 	}
 	u := &upgrade{doc: doc, ip: c.IP()}
-	if status, msg := s.checkCommon(c); status != 0 {
-		return s.refuse(c, status, msg)
+	if r, msg := s.checkCommon(c); r.status != 0 {
+		return s.refuse(c, r, msg)
 	}
 	if user := c.Query("user"); user != "" && s.auth == nil {
 		// With auth on the token names the user and the query is ignored.
@@ -60,37 +59,38 @@ func (s *Server) upgradeNative(c *fiber.Ctx) error {
 		if tok := bearer(c); tok != "" {
 			id, err := s.auth.verifyUser(tok)
 			if err != nil {
-				return s.refuse(c, fiber.StatusUnauthorized, err.Error())
+				return s.refuse(c, refusedToken, err.Error())
 			}
 			if !id.allows(doc) {
-				return s.refuse(c, fiber.StatusForbidden, "token does not allow document "+doc)
+				return s.refuse(c, refusedDocument, "token does not allow document "+doc)
 			}
 			u.ident = &id
 		}
 	}
 	if !s.limits.acquire(u.ip) {
-		return s.refuse(c, fiber.StatusTooManyRequests, "too many connections")
+		return s.refuse(c, refusedConnLimit, "too many connections")
 	}
 	c.Locals(localsUpgrade, u)
 	return c.Next()
 }
 
 // checkCommon applies the checks every WebSocket endpoint shares: draining and origin.
-func (s *Server) checkCommon(c *fiber.Ctx) (int, string) {
-	if !s.Ready() {
-		return fiber.StatusServiceUnavailable, "instance is draining or not connected, try another"
+// It still accepts while only /readyz says unready (the drain delay of a shutdown).
+func (s *Server) checkCommon(c *fiber.Ctx) (refusal, string) {
+	if !s.accepting() {
+		return refusedDraining, "instance is draining or not connected, try another"
 	}
 	if s.origins != nil {
 		if o := c.Get(fiber.HeaderOrigin); o != "" && !s.origins[o] {
-			return fiber.StatusForbidden, "origin not allowed"
+			return refusedOrigin, "origin not allowed"
 		}
 	}
-	return 0, ""
+	return refusal{}, ""
 }
 
-func (s *Server) refuse(c *fiber.Ctx, status int, msg string) error {
-	s.metrics.refused.WithLabelValues(strconv.Itoa(status)).Inc()
-	return c.Status(status).SendString(msg + "\n")
+func (s *Server) refuse(c *fiber.Ctx, r refusal, msg string) error {
+	s.metrics.refusedUpgrade(r)
+	return c.Status(r.status).SendString(msg + "\n")
 }
 
 // bearer returns the token of the token query parameter or the Authorization header.
@@ -167,11 +167,12 @@ func (s *Server) readNative(c *conn, u *upgrade, user string) *collab.CloseError
 		if cerr != nil {
 			return cerr
 		}
-		s.metrics.framesIn.WithLabelValues("native").Inc()
 		if mt != websocket.TextMessage {
+			s.metrics.nativeFrame(0, false)
 			return errBinaryFrames
 		}
 		cmd, ref, perr := wire.DecodeNative(frame)
+		s.metrics.nativeFrame(cmd.Kind, perr == nil)
 		if perr != nil {
 			if bad++; bad > maxBadFrames {
 				return collab.ErrProtocol

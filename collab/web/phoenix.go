@@ -41,14 +41,14 @@ type phxUpgrade struct {
 // channel join, as Supabase Realtime does.
 func (s *Server) upgradePhoenix(c *fiber.Ctx) error {
 	if !websocket.IsWebSocketUpgrade(c) {
-		return s.refuse(c, fiber.StatusUpgradeRequired, "this endpoint speaks WebSocket only")
+		return s.refuse(c, refusedNotWS, "this endpoint speaks WebSocket only")
 	}
 	vsn, err := wire.NormalizePhxVsn(c.Query("vsn"))
 	if err != nil {
-		return s.refuse(c, fiber.StatusBadRequest, err.Error())
+		return s.refuse(c, refusedBadVsn, err.Error())
 	}
-	if status, msg := s.checkCommon(c); status != 0 {
-		return s.refuse(c, status, msg)
+	if r, msg := s.checkCommon(c); r.status != 0 {
+		return s.refuse(c, r, msg)
 	}
 	u := &phxUpgrade{ip: c.IP(), vsn: vsn}
 	if s.auth != nil {
@@ -59,7 +59,7 @@ func (s *Server) upgradePhoenix(c *fiber.Ctx) error {
 		}
 	}
 	if !s.limits.acquire(u.ip) {
-		return s.refuse(c, fiber.StatusTooManyRequests, "too many connections")
+		return s.refuse(c, refusedConnLimit, "too many connections")
 	}
 	c.Locals(localsPhxSocket, u)
 	return c.Next()
@@ -127,8 +127,8 @@ func (p *phxSocket) read() *collab.CloseError {
 		if cerr != nil {
 			return cerr
 		}
-		p.srv.metrics.framesIn.WithLabelValues("phoenix").Inc()
 		msg, err := wire.DecodePhx(p.up.vsn, data, mt == websocket.BinaryMessage)
+		p.srv.metrics.phxFrame(msg.Event, err == nil)
 		if err != nil {
 			// Without a topic and ref there is nobody to reply to.
 			p.srv.log.Debug("bad phoenix frame", "err", err)

@@ -44,6 +44,10 @@ type Config struct {
 	AuthTimeout time.Duration
 	// Ready reports whether the instance can serve (its bus is connected). Default: always.
 	Ready func() bool
+	// Metrics receives the instance's metrics; see NewMetrics. Default: a fresh Metrics.
+	Metrics *Metrics
+	// NATSReconnects counts the NATS reconnections so far, for the metrics. Default: none.
+	NATSReconnects func() uint64
 	// Static is served at / (the demo page). Default: nothing.
 	Static fs.FS
 	// Logger. Default slog.Default().
@@ -80,6 +84,12 @@ func (c Config) withDefaults() Config {
 	if c.Ready == nil {
 		c.Ready = func() bool { return true }
 	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics()
+	}
+	if c.NATSReconnects == nil {
+		c.NATSReconnects = func() uint64 { return 0 }
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -93,13 +103,15 @@ type Server struct {
 	auth    *authenticator
 	origins map[string]bool
 	limits  *connLimits
-	metrics *metrics
+	metrics *Metrics
 	log     *slog.Logger
 	app     *fiber.App
 
 	// handlers counts running WebSocket handlers: they run on hijacked connections, which
 	// the Fiber shutdown does not wait for.
 	handlers atomic.Int64
+	// unready makes /readyz answer 503 while clients are still served: see Unready.
+	unready atomic.Bool
 }
 
 // New builds the Fiber app for hub.
@@ -118,7 +130,8 @@ func New(hub *collab.Hub, cfg Config) *Server {
 			s.origins[strings.TrimRight(strings.TrimSpace(o), "/")] = true
 		}
 	}
-	s.metrics = newMetrics(s)
+	s.metrics = cfg.Metrics
+	s.metrics.bind(s)
 	s.app = fiber.New(fiber.Config{
 		AppName:               "collabd",
 		DisableStartupMessage: true,
@@ -175,8 +188,18 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 	return nil
 }
 
-// Ready reports whether the instance accepts clients.
-func (s *Server) Ready() bool { return !s.hub.Draining() && s.cfg.Ready() }
+// Ready reports whether /readyz answers 200: the instance accepts clients and has not
+// been told to look unready.
+func (s *Server) Ready() bool { return !s.unready.Load() && s.accepting() }
+
+// accepting reports whether new clients are taken: the hub is not draining and the bus
+// is connected.
+func (s *Server) accepting() bool { return !s.hub.Draining() && s.cfg.Ready() }
+
+// Unready makes /readyz answer 503 from now on while the server goes on accepting and
+// serving clients: the first step of a graceful shutdown, so that load balancers stop
+// sending new clients before the drain closes the existing ones.
+func (s *Server) Unready() { s.unready.Store(true) }
 
 func (s *Server) readyz(c *fiber.Ctx) error {
 	if !s.Ready() {
