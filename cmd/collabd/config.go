@@ -26,6 +26,7 @@ type config struct {
 	logFormat       string
 	maxConnsPerIP   int
 	shutdownTimeout time.Duration
+	drainDelay      time.Duration
 
 	tlsCert, tlsKey string   // PEM files: serve HTTPS and wss on addr
 	trustedProxies  []string // addresses and CIDRs whose X-Forwarded-For is believed
@@ -63,7 +64,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	downAfter, err2 := envDuration(getenv, "COLLABD_DOWN_AFTER", 3*time.Second)
 	shutdown, err3 := envDuration(getenv, "COLLABD_SHUTDOWN_TIMEOUT", 10*time.Second)
 	maxPerIP, err4 := envInt(getenv, "COLLABD_MAX_CONNS_PER_IP", 2000)
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	drainDelay, err5 := envDuration(getenv, "COLLABD_DRAIN_DELAY", 0)
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		return c, err
 	}
 	fs.DurationVar(&c.heartbeat, "heartbeat", heartbeat, "instance heartbeat interval (env COLLABD_HEARTBEAT)")
@@ -85,6 +87,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.natsToken, "nats-token", env("NATS_TOKEN", ""), "NATS token; prefer the environment, flags show in ps (env NATS_TOKEN)")
 	fs.StringVar(&c.natsUser, "nats-user", env("NATS_USER", ""), "NATS user, with -nats-password (env NATS_USER)")
 	fs.StringVar(&c.natsPassword, "nats-password", env("NATS_PASSWORD", ""), "NATS password; prefer the environment (env NATS_PASSWORD)")
+	fs.DurationVar(&c.drainDelay, "drain-delay", drainDelay, "on SIGTERM, how long /readyz answers 503 while clients are still served, before they are closed with 1012; a second signal cuts it short (env COLLABD_DRAIN_DELAY)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -113,6 +116,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			return c, fmt.Errorf("-trusted-proxies: %q is neither an IP address nor a CIDR such as 10.0.0.0/8", p)
 		}
 		c.trustedProxies = append(c.trustedProxies, p)
+	}
+	if c.drainDelay < 0 {
+		return c, fmt.Errorf("-drain-delay %s: want zero or more", c.drainDelay)
 	}
 	if c.heartbeat <= 0 || c.downAfter <= c.heartbeat {
 		return c, fmt.Errorf("-down-after (%s) must be longer than -heartbeat (%s), and both positive", c.downAfter, c.heartbeat)

@@ -21,6 +21,8 @@ func TestProcess(t *testing.T) {
 	t.Run("KillNine", func(t *testing.T) { testProcessKillNine(t, bins) })
 	t.Run("NATSRestart", func(t *testing.T) { testProcessNATSRestart(t, bins) })
 	t.Run("SIGTERM", func(t *testing.T) { testProcessSIGTERM(t, bins) })
+	t.Run("DrainDelay", func(t *testing.T) { testProcessDrainDelay(t, bins) })
+	t.Run("DrainDelaySecondSignal", func(t *testing.T) { testProcessDrainDelaySecondSignal(t, bins) })
 	t.Run("StartBeforeNATS", func(t *testing.T) { testProcessStartBeforeNATS(t, bins) })
 }
 
@@ -185,6 +187,63 @@ func testProcessSIGTERM(t *testing.T, bins procBins) {
 	if code := procStatus(b.base + "/readyz"); code != http.StatusOK {
 		t.Errorf("B /readyz: got %d, want 200", code)
 	}
+}
+
+// testProcessDrainDelay: with -drain-delay, SIGTERM first makes /readyz answer 503 while
+// the instance goes on serving its clients and takes new ones, so that a load balancer can
+// notice; once the delay passed the drain proceeds as without it (1012, leaves, exit 0).
+func testProcessDrainDelay(t *testing.T, bins procBins) {
+	const delay = 4 * time.Second
+	_, a, _, alice, bob := procPair(t, bins, "doc-drain-delay",
+		"-heartbeat", "1s", "-down-after", "10s", "-drain-delay", delay.String())
+
+	sent := time.Now()
+	a.signal(t, syscall.SIGTERM)
+	procPoll(t, delay, "A /readyz 503", func() bool { return procStatus(a.base+"/readyz") == http.StatusServiceUnavailable })
+	t.Logf("/readyz 503 after SIGTERM: %s", procMS(time.Since(sent)))
+	if code := procStatus(a.base + "/healthz"); code != http.StatusOK {
+		t.Errorf("A /healthz during the drain delay: got %d, want 200", code)
+	}
+	carol := ndial(t, a.base, "doc-drain-delay", "carol")
+	procPoll(t, delay, "bob sees carol, who joined A during its drain delay", func() bool { return bob.sees(carol.ID()) })
+	if alice.closed() || carol.closed() {
+		t.Fatalf("a client of A closed during the drain delay: alice %v, carol %v", alice.err(), carol.err())
+	}
+
+	for _, c := range []*nclient{alice, carol} {
+		procPoll(t, delay+5*time.Second, "A's client closed after the delay", c.closed)
+		code, closedAt := c.closeCode()
+		if code != 1012 {
+			t.Errorf("close after the drain delay: got %v, want close code 1012", c.err())
+		}
+		t.Logf("close 1012 after SIGTERM with -drain-delay %s: %s", delay, procMS(closedAt.Sub(sent)))
+	}
+	procPoll(t, 3*time.Second, "bob is told that alice and carol left", func() bool {
+		return !bob.sees(alice.ID()) && !bob.sees(carol.ID())
+	})
+	if err := a.waitExit(t, 10*time.Second); err != nil {
+		t.Errorf("A exited with %v, want status 0", err)
+	}
+	bob.mustBeOpen()
+}
+
+// testProcessDrainDelaySecondSignal: a second signal cuts the drain delay short, as a
+// second Ctrl-C does; the drain itself still happens.
+func testProcessDrainDelaySecondSignal(t *testing.T, bins procBins) {
+	_, a, _, alice, _ := procPair(t, bins, "doc-drain-twice", "-drain-delay", "10m")
+	a.signal(t, syscall.SIGTERM)
+	procPoll(t, 5*time.Second, "A /readyz 503", func() bool { return procStatus(a.base+"/readyz") == http.StatusServiceUnavailable })
+	alice.mustBeOpen()
+	sent := time.Now()
+	a.signal(t, syscall.SIGINT)
+	procPoll(t, 10*time.Second, "alice closed after the second signal", alice.closed)
+	if code, _ := alice.closeCode(); code != 1012 {
+		t.Errorf("alice's close: got %v, want close code 1012", alice.err())
+	}
+	if err := a.waitExit(t, 10*time.Second); err != nil {
+		t.Errorf("A exited with %v, want status 0", err)
+	}
+	t.Logf("exit after the second signal: %s", procMS(time.Since(sent)))
 }
 
 // procMS formats d in milliseconds, for the figures the tests log.

@@ -20,8 +20,9 @@ import (
 var _ collab.Bus = (*nats.Bus)(nil)
 
 // run wires bus, hub and web server, serves until ctx ends, then shuts them down in
-// reverse order: stop accepting and close clients with 1012 (their leaves go out at once),
-// drain NATS, stop the embedded server.
+// reverse order: /readyz answers 503 for the drain delay while clients are still served
+// (so that load balancers stop sending new ones), then stop accepting and close clients
+// with 1012 (their leaves go out at once), drain NATS, stop the embedded server.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
@@ -45,7 +46,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}()
 
-	hub, err := collab.NewHub(ctx, bus, collab.Config{Heartbeat: cfg.heartbeat, DownAfter: cfg.downAfter, Logger: log})
+	metrics := web.NewMetrics()
+	hub, err := collab.NewHub(ctx, bus, collab.Config{
+		Heartbeat:  cfg.heartbeat,
+		DownAfter:  cfg.downAfter,
+		Logger:     log,
+		OnSnapshot: metrics.Snapshot,
+		OnSync:     metrics.Sync,
+	})
 	if err != nil {
 		return err
 	}
@@ -58,6 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxConnsPerIP:  cfg.maxConnsPerIP,
 		TrustedProxies: cfg.trustedProxies,
 		Ready:          bus.Connected,
+		Metrics:        metrics,
+		NATSReconnects: bus.Reconnects,
 		Static:         frontend.FS(),
 		Logger:         log,
 	})
@@ -77,6 +87,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	g.Go(func() error { return srv.Serve(ln) })
 	g.Go(func() error {
 		<-gctx.Done()
+		srv.Unready()
+		if cfg.drainDelay > 0 && ctx.Err() != nil { // a shutdown, not a failed listener
+			log.Info("shutting down: /readyz answers 503, still serving", "drain_delay", cfg.drainDelay)
+			delay := time.NewTimer(cfg.drainDelay)
+			select {
+			case <-delay.C:
+			case <-skipDelay(ctx):
+				delay.Stop()
+				log.Info("second signal: drain delay cut short")
+			}
+		}
 		start := time.Now()
 		log.Info("shutting down: closing clients with 1012")
 		hub.Drain()
