@@ -77,6 +77,7 @@ type refusal struct {
 var (
 	refusedBadDoc    = refusal{fiber.StatusBadRequest, "bad_document"}
 	refusedBadVsn    = refusal{fiber.StatusBadRequest, "bad_vsn"}
+	refusedBadUser   = refusal{fiber.StatusBadRequest, "bad_user"}
 	refusedNotWS     = refusal{fiber.StatusUpgradeRequired, "not_websocket"}
 	refusedToken     = refusal{fiber.StatusUnauthorized, "token"}
 	refusedOrigin    = refusal{fiber.StatusForbidden, "origin"}
@@ -84,7 +85,7 @@ var (
 	refusedConnLimit = refusal{fiber.StatusTooManyRequests, "conn_limit"}
 	refusedDraining  = refusal{fiber.StatusServiceUnavailable, "unavailable"}
 
-	refusals = []refusal{refusedBadDoc, refusedBadVsn, refusedNotWS, refusedToken,
+	refusals = []refusal{refusedBadDoc, refusedBadVsn, refusedBadUser, refusedNotWS, refusedToken,
 		refusedOrigin, refusedDocument, refusedConnLimit, refusedDraining}
 )
 

@@ -74,7 +74,7 @@ func TestMetricsAtFirstScrape(t *testing.T) {
 		want = append(want, `collabd_closes_total{code="`+code+`"}`)
 	}
 	for _, r := range []string{
-		`reason="bad_document",status="400"`, `reason="bad_vsn",status="400"`,
+		`reason="bad_document",status="400"`, `reason="bad_vsn",status="400"`, `reason="bad_user",status="400"`,
 		`reason="not_websocket",status="426"`, `reason="token",status="401"`,
 		`reason="origin",status="403"`, `reason="document",status="403"`,
 		`reason="conn_limit",status="429"`, `reason="unavailable",status="503"`,

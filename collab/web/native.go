@@ -52,7 +52,7 @@ func (s *Server) upgradeNative(c *fiber.Ctx) error {
 	if user := c.Query("user"); user != "" && s.auth == nil {
 		// With auth on the token names the user and the query is ignored.
 		if err := collab.ValidUserID(user); err != nil {
-			return s.refuse(c, fiber.StatusBadRequest, "bad user: "+err.Error())
+			return s.refuse(c, refusedBadUser, "bad user: "+err.Error())
 		}
 	}
 	if s.auth != nil {
