@@ -60,12 +60,12 @@ type conn struct {
 	expiryMove chan struct{} // capacity 1: expires changed
 }
 
-// serveConn runs an upgraded connection from ip until it ends: read is the protocol's
-// reader, enc its writer's encoder. The connection's slot in the limits is released after.
-func (s *Server) serveConn(ws *websocket.Conn, ip string, readLimit int64, enc encoder, read func(*conn) *collab.CloseError) {
+// serveConn runs an upgraded connection until it ends: read is the protocol's reader, enc
+// its writer's encoder. The connection's slot in the limits is released after.
+func (s *Server) serveConn(ws *websocket.Conn, sl *slot, readLimit int64, enc encoder, read func(*conn) *collab.CloseError) {
 	s.handlers.Add(1)
 	defer s.handlers.Add(-1)
-	defer s.limits.release(ip)
+	defer sl.release()
 	ws.SetReadLimit(readLimit)
 	c := &conn{
 		srv:        s,

@@ -26,6 +26,7 @@ type upgrade struct {
 	doc   string
 	ip    string
 	ident *identity // nil: no token yet (auth off, or the client sends it first thing)
+	slot  *slot     // the connection's place in the limits, released when it ends
 }
 
 const localsUpgrade = "collabd.upgrade"
@@ -67,11 +68,11 @@ func (s *Server) upgradeNative(c *fiber.Ctx) error {
 			u.ident = &id
 		}
 	}
-	if !s.limits.acquire(u.ip) {
+	if u.slot = s.limits.acquire(u.ip); u.slot == nil {
 		return s.refuse(c, refusedConnLimit, "too many connections")
 	}
 	c.Locals(localsUpgrade, u)
-	return c.Next()
+	return s.handOver(c, u.slot, c.Next)
 }
 
 // checkCommon applies the checks every WebSocket endpoint shares: draining and origin.
@@ -121,7 +122,7 @@ func (s *Server) wsConfig() websocket.Config {
 func (s *Server) nativeHandler() fiber.Handler {
 	return websocket.New(func(ws *websocket.Conn) {
 		u := ws.Locals(localsUpgrade).(*upgrade)
-		s.serveConn(ws, u.ip, nativeReadLimit, nativeEncoder{}, func(c *conn) *collab.CloseError {
+		s.serveConn(ws, u.slot, nativeReadLimit, nativeEncoder{}, func(c *conn) *collab.CloseError {
 			return s.readNative(c, u, ws.Query("user"))
 		})
 	}, s.wsConfig())

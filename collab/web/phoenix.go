@@ -34,6 +34,7 @@ type phxUpgrade struct {
 	ip     string
 	vsn    string
 	apikey *identity // the apikey verified as a token, when auth is on and it is one
+	slot   *slot     // the socket's place in the limits, released when it ends
 }
 
 // upgradePhoenix checks a Phoenix socket before the upgrade: 426 not a WebSocket, 400
@@ -58,11 +59,11 @@ func (s *Server) upgradePhoenix(c *fiber.Ctx) error {
 			}
 		}
 	}
-	if !s.limits.acquire(u.ip) {
+	if u.slot = s.limits.acquire(u.ip); u.slot == nil {
 		return s.refuse(c, refusedConnLimit, "too many connections")
 	}
 	c.Locals(localsPhxSocket, u)
-	return c.Next()
+	return s.handOver(c, u.slot, c.Next)
 }
 
 // apikey returns the Supabase API key of the apikey query parameter or header.
@@ -76,7 +77,7 @@ func apikey(c *fiber.Ctx) string {
 func (s *Server) phoenixHandler() fiber.Handler {
 	return websocket.New(func(ws *websocket.Conn) {
 		u := ws.Locals(localsPhxSocket).(*phxUpgrade)
-		s.serveConn(ws, u.ip, phxReadLimit, phxEncoder{vsn: u.vsn}, func(c *conn) *collab.CloseError {
+		s.serveConn(ws, u.slot, phxReadLimit, phxEncoder{vsn: u.vsn}, func(c *conn) *collab.CloseError {
 			p := &phxSocket{srv: s, c: c, up: u, channels: map[string]*phxChannel{}}
 			return p.read()
 		})

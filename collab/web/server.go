@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -112,17 +113,21 @@ type Server struct {
 	handlers atomic.Int64
 	// unready makes /readyz answer 503 while clients are still served: see Unready.
 	unready atomic.Bool
+
+	pendingMu sync.Mutex
+	pending   map[net.Conn]*slot // guarded by pendingMu: slots of hijacks not yet started
 }
 
 // New builds the Fiber app for hub.
 func New(hub *collab.Hub, cfg Config) *Server {
 	cfg = cfg.withDefaults()
 	s := &Server{
-		cfg:    cfg,
-		hub:    hub,
-		auth:   newAuthenticator(cfg.JWTSecret),
-		limits: newConnLimits(cfg.MaxConns, cfg.MaxConnsPerIP),
-		log:    cfg.Logger,
+		cfg:     cfg,
+		hub:     hub,
+		auth:    newAuthenticator(cfg.JWTSecret),
+		limits:  newConnLimits(cfg.MaxConns, cfg.MaxConnsPerIP),
+		log:     cfg.Logger,
+		pending: map[net.Conn]*slot{},
 	}
 	if len(cfg.Origins) > 0 {
 		s.origins = map[string]bool{}
@@ -144,6 +149,7 @@ func New(hub *collab.Hub, cfg Config) *Server {
 		ProxyHeader:             fiber.HeaderXForwardedFor,
 		EnableIPValidation:      true,
 	})
+	s.app.Server().ConnState = s.connState
 	s.routes()
 	return s
 }
