@@ -81,10 +81,8 @@ func (s *Server) checkCommon(c *fiber.Ctx) (refusal, string) {
 	if !s.accepting() {
 		return refusedDraining, "instance is draining or not connected, try another"
 	}
-	if s.origins != nil {
-		if o := c.Get(fiber.HeaderOrigin); o != "" && !s.origins[o] {
-			return refusedOrigin, "origin not allowed"
-		}
+	if !s.originAllowed(c) {
+		return refusedOrigin, "origin not allowed"
 	}
 	return refusal{}, ""
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -54,12 +55,15 @@ func (s *Server) restBroadcastEvent(c *fiber.Ctx) error {
 	})
 }
 
-// restSend checks the token (with auth on: apikey header, Authorization: Bearer, or token
-// query, allowed to write in every topic), then the messages that parse reads from the
-// request, and answers 202 once every message is on its way, or 400 naming the first bad
-// message and sending none.
+// restSend checks the origin and the token (with auth on: apikey header, Authorization:
+// Bearer, or token query, allowed to write in every topic), then the messages that parse
+// reads from the request, and answers 202 once every message is on its way, or 400 naming
+// the first bad message and sending none.
 func (s *Server) restSend(c *fiber.Ctx, parse func() ([]restMessage, error)) error {
 	fail := func(status int, msg string) error { return c.Status(status).JSON(fiber.Map{"error": msg}) }
+	if !s.originAllowed(c) {
+		return fail(fiber.StatusForbidden, "origin not allowed")
+	}
 	var ident *identity
 	if s.auth != nil {
 		tok := bearer(c)
@@ -85,18 +89,8 @@ func (s *Server) restSend(c *fiber.Ctx, parse func() ([]restMessage, error)) err
 	docs := make([]string, len(msgs))
 	for i, m := range msgs {
 		doc := strings.TrimPrefix(m.Topic, phxTopicPrefix)
-		var problem string
-		if err := collab.ValidDocID(doc); err != nil {
-			problem = "bad topic: " + err.Error()
-		} else if m.Event == "" {
-			problem = "event is required"
-		} else if len(m.Payload) > collab.MaxBroadcastBytes {
-			problem = fmt.Sprintf("payload larger than %d bytes", collab.MaxBroadcastBytes)
-		} else if ident != nil && (!ident.write || !ident.allows(doc)) {
-			return fail(fiber.StatusForbidden, fmt.Sprintf("messages[%d]: token may not write in %q", i, doc))
-		}
-		if problem != "" {
-			return fail(fiber.StatusBadRequest, fmt.Sprintf("messages[%d]: %s", i, problem))
+		if status, problem := checkBroadcast(ident, doc, m.Event, m.Payload); status != 0 {
+			return fail(status, fmt.Sprintf("messages[%d]: %s", i, problem))
 		}
 		docs[i] = doc
 	}
@@ -111,4 +105,30 @@ func (s *Server) restSend(c *fiber.Ctx, parse func() ([]restMessage, error)) err
 		}
 	}
 	return c.SendStatus(fiber.StatusAccepted)
+}
+
+// checkBroadcast applies the rules of a broadcast frame on the sockets to a broadcast that
+// comes from a REST request: a valid document id, an event name, a payload (JSON the
+// caller checked) within the size limit, valid UTF-8 throughout (relayed as is, invalid
+// UTF-8 makes every browser in the document drop its connection), and, with auth on, a
+// token that may write in the document. It returns the HTTP status and the reason to
+// refuse, or 0.
+func checkBroadcast(ident *identity, doc, event string, payload []byte) (int, string) {
+	switch {
+	case collab.ValidDocID(doc) != nil:
+		return fiber.StatusBadRequest, "bad topic: " + collab.ValidDocID(doc).Error()
+	case event == "":
+		return fiber.StatusBadRequest, "event is required"
+	case len(event)+len(payload) > collab.MaxBroadcastBytes:
+		return fiber.StatusRequestEntityTooLarge, fmt.Sprintf("event and payload larger than %d bytes", collab.MaxBroadcastBytes)
+	case !utf8.ValidString(event):
+		return fiber.StatusBadRequest, "event is not valid UTF-8"
+	case !utf8.Valid(payload):
+		return fiber.StatusBadRequest, "payload is not valid UTF-8"
+	case ident != nil && !ident.allows(doc):
+		return fiber.StatusForbidden, fmt.Sprintf("token does not allow document %q", doc)
+	case ident != nil && !ident.write:
+		return fiber.StatusForbidden, fmt.Sprintf("token may not write in %q", doc)
+	}
+	return 0, ""
 }

@@ -207,6 +207,16 @@ func (s *Server) accepting() bool { return !s.hub.Draining() && s.cfg.Ready() }
 // sending new clients before the drain closes the existing ones.
 func (s *Server) Unready() { s.unready.Store(true) }
 
+// originAllowed reports whether a request may come from its browser origin: any when no
+// list is set, and requests without an Origin header (not from a browser page) always.
+func (s *Server) originAllowed(c *fiber.Ctx) bool {
+	if s.origins == nil {
+		return true
+	}
+	o := c.Get(fiber.HeaderOrigin)
+	return o == "" || s.origins[o]
+}
+
 func (s *Server) readyz(c *fiber.Ctx) error {
 	if !s.Ready() {
 		return c.Status(fiber.StatusServiceUnavailable).SendString("not ready\n")
