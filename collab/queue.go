@@ -32,6 +32,7 @@ type Outbox struct {
 	slots   map[slotKey]int   // guarded by mu: index into cursors
 	closed  *CloseError       // guarded by mu: set once; nothing is queued after it
 	resync  map[*Session]bool // guarded by mu: sessions with a re-synchronisation queued
+	onClose func(*CloseError)
 }
 
 // CursorSlot is the latest cursor of one sender, for one session.
@@ -170,9 +171,18 @@ func (o *Outbox) Close(err *CloseError) {
 	o.mu.Unlock()
 }
 
+// OnClose makes the outbox call f once, with the error it closes with, as soon as it
+// closes: the web layer uses it to end a connection whose writer a client that does not
+// read keeps blocked. f runs under the outbox's lock, so it must neither block nor call
+// the outbox. Set it before the outbox is shared.
+func (o *Outbox) OnClose(f func(*CloseError)) { o.onClose = f }
+
 func (o *Outbox) closeLocked(err *CloseError) {
 	if o.closed == nil {
 		o.closed = err
+		if o.onClose != nil {
+			o.onClose(err)
+		}
 	}
 	o.signal()
 }

@@ -1,11 +1,14 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"io"
 	"math"
+	"net"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,17 +24,45 @@ type encoder interface {
 	encode(w *frameWriter, events []collab.Event, cursors []collab.CursorSlot) error
 }
 
-// frameWriter writes frames with a buffer reused across them.
-type frameWriter struct {
-	ws  *websocket.Conn
-	buf []byte
+// frameSink takes the frames of a batch: a transport, or a poll's answer.
+type frameSink interface {
+	frame(binary bool, data []byte) error
 }
 
-func (w *frameWriter) text(frame []byte) error {
-	return w.ws.WriteMessage(websocket.TextMessage, frame)
+// frameWriter hands frames to a sink, with a buffer reused across them. Once the
+// connection's outbox overflowed, the frames it still holds are stale and it refuses them.
+type frameWriter struct {
+	sink  frameSink
+	stale *atomic.Bool
+	buf   []byte
 }
-func (w *frameWriter) binary(frame []byte) error {
-	return w.ws.WriteMessage(websocket.BinaryMessage, frame)
+
+// errStale stops a batch whose connection was closed as a slow consumer.
+var errStale = errors.New("web: slow consumer, batch abandoned")
+
+func (w *frameWriter) text(frame []byte) error { return w.write(false, frame) }
+
+func (w *frameWriter) binary(frame []byte) error { return w.write(true, frame) }
+
+func (w *frameWriter) write(binary bool, frame []byte) error {
+	if w.stale != nil && w.stale.Load() {
+		return errStale
+	}
+	return w.sink.frame(binary, frame)
+}
+
+// transport carries a streaming connection's frames to its client: a WebSocket or an SSE
+// stream. Only the connection's writer calls it.
+type transport interface {
+	frameSink
+	// flush ends a batch: what frame buffered goes out.
+	flush() error
+	// ping keeps the connection alive and finds a client that is gone.
+	ping() error
+	// close tells the client why the connection ends, after the last batch.
+	close(cerr *collab.CloseError) error
+	// setWriteDeadline bounds the writes that follow.
+	setWriteDeadline(t time.Time) error
 }
 
 // errClientGone ends a connection without a close frame: the client is not there to read it.
@@ -48,16 +79,109 @@ var (
 	errBinaryFrames = &collab.CloseError{Code: collab.CodeProtocol, Reason: "binary frames are not part of this protocol"}
 )
 
-// conn is one client WebSocket connection. The handler goroutine reads; a writer goroutine
-// that the handler owns and waits for writes everything the outbox holds, and the pings.
+// conn is one client connection, whatever its transport: its outbox, encoder, slot in the
+// limits, token expiry, and the machinery that ends it on time. Its owner (the WebSocket
+// or SSE handler, or a poll session's writer) calls finish when it ends.
 type conn struct {
-	srv *Server
-	ws  *websocket.Conn
-	out *collab.Outbox
-	enc encoder
+	srv  *Server
+	out  *collab.Outbox
+	enc  encoder
+	slot *slot
+
+	// ctx ends when the outbox closes: a join still waiting for the document gives up.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	expires    atomic.Int64  // unix nanoseconds when the token expires; 0: never
 	expiryMove chan struct{} // capacity 1: expires changed
+
+	closing atomic.Bool // the outbox closed: frames the client still sends are ignored
+	stale   atomic.Bool // the outbox overflowed: the writer drops what it holds
+
+	// abort ends the network connection at once (nil: nothing to end, a poll session).
+	abort func()
+
+	abortMu  sync.Mutex
+	deadline *time.Timer // guarded by abortMu: aborts a close that takes longer than CloseTimeout
+	finished bool        // guarded by abortMu: the owner is done; abort must not run
+
+	// WebSocket connections only.
+	ws         *websocket.Conn
+	readFailed bool // owned by the reader: the WebSocket library's reader failed, it reads no more
+}
+
+// newConn registers a connection of the server; abort ends its network connection.
+func (s *Server) newConn(sl *slot, enc encoder, abort func()) *conn {
+	c := &conn{
+		srv:        s,
+		out:        collab.NewOutbox(s.cfg.QueueBytes),
+		enc:        enc,
+		slot:       sl,
+		expiryMove: make(chan struct{}, 1),
+		abort:      abort,
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.out.OnClose(c.onClose)
+	s.register(c)
+	return c
+}
+
+// onClose runs when the outbox closes, under its lock. A connection the server closes is
+// gone within CloseTimeout whatever the client does: its writer may be blocked on a client
+// that does not read, and the client may never answer the close.
+func (c *conn) onClose(cerr *collab.CloseError) {
+	c.closing.Store(true)
+	if cerr == collab.ErrSlowConsumer {
+		c.stale.Store(true)
+	}
+	c.cancel()
+	if cerr == errClientGone || c.abort == nil {
+		return
+	}
+	c.abortMu.Lock()
+	defer c.abortMu.Unlock()
+	if !c.finished && c.deadline == nil {
+		c.deadline = time.AfterFunc(c.srv.cfg.CloseTimeout, c.abortNow)
+	}
+}
+
+// abortNow ends the network connection, unless the owner finished with it.
+func (c *conn) abortNow() {
+	c.abortMu.Lock()
+	defer c.abortMu.Unlock()
+	if !c.finished && c.abort != nil {
+		c.abort()
+	}
+}
+
+// finish ends the connection's life: no abort after this, the slot is free, the server
+// forgets it. Its owner calls it once every goroutine of the connection stopped.
+func (c *conn) finish() {
+	c.abortMu.Lock()
+	c.finished = true
+	if c.deadline != nil {
+		c.deadline.Stop()
+	}
+	c.abortMu.Unlock()
+	c.cancel()
+	c.srv.unregister(c)
+	c.slot.release()
+}
+
+// ended counts a connection's end in the metrics, by the close code the server sent.
+func (c *conn) ended() {
+	if final := c.out.Closed(); final != nil && final != errClientGone {
+		c.srv.metrics.closed(final.Code)
+	}
+}
+
+// rawConn returns the network connection under a hijacked one: closing fasthttp's wrapper
+// does nothing, and the wrapper is reused once the handler returned.
+func rawConn(nc net.Conn) net.Conn {
+	if u, ok := nc.(interface{ UnsafeConn() net.Conn }); ok {
+		return u.UnsafeConn()
+	}
+	return nc
 }
 
 // serveConn runs an upgraded connection until it ends: read is the protocol's reader, enc
@@ -65,23 +189,26 @@ type conn struct {
 func (s *Server) serveConn(ws *websocket.Conn, sl *slot, readLimit int64, enc encoder, read func(*conn) *collab.CloseError) {
 	s.handlers.Add(1)
 	defer s.handlers.Add(-1)
-	defer sl.release()
 	ws.SetReadLimit(readLimit)
-	c := &conn{
-		srv:        s,
-		ws:         ws,
-		out:        collab.NewOutbox(s.cfg.QueueBytes),
-		enc:        enc,
-		expiryMove: make(chan struct{}, 1),
-	}
-	c.serve(func() *collab.CloseError { return read(c) })
+	nc := rawConn(ws.NetConn())
+	c := s.newConn(sl, enc, func() { _ = nc.Close() })
+	defer c.finish()
+	c.ws = ws
+	c.serveWS(func() *collab.CloseError { return read(c) })
 }
 
-// serve runs the writer, then read on this goroutine; when read returns, the writer sends
-// what is queued and the close frame, and serve returns once it stopped.
-func (c *conn) serve(read func() *collab.CloseError) {
+// serveWS runs the writer, then read on this goroutine; when read returns, the writer sends
+// what is queued and the close frame, and serveWS returns once it stopped.
+//
+// Closing follows RFC 6455 7.1.1: the server closes the TCP connection as soon as the
+// client's close frame answered its own. When the writer sent the close (the outbox was
+// closed: drain, expiry, slow consumer), the reader is still reading and returns on that
+// answer; when the reader decided it, serveWS reads until the answer. CloseTimeout bounds
+// both for a client that never answers.
+func (c *conn) serveWS(read func() *collab.CloseError) {
 	var g errgroup.Group
-	g.Go(c.writeLoop)
+	t := wsTransport{ws: c.ws, writeTimeout: c.srv.cfg.WriteTimeout}
+	g.Go(func() error { return c.writeLoop(t, c.srv.cfg.PingInterval) })
 	cerr := c.readSafely(read)
 	if cerr == nil {
 		cerr = errClientGone
@@ -90,24 +217,32 @@ func (c *conn) serve(read func() *collab.CloseError) {
 	if err := g.Wait(); err != nil {
 		c.srv.log.Debug("write failed", "err", err)
 	}
-	if final := c.out.Closed(); final != nil && final != errClientGone {
-		c.srv.metrics.closed(final.Code)
-		c.linger()
+	c.ended()
+	if final := c.out.Closed(); final != errClientGone {
+		c.awaitCloseAnswer(final)
 	}
 }
 
-// lingerTime bounds how long a connection the server closed is read after its close frame.
-const lingerTime = time.Second
-
-// linger reads and discards what the client still sends, until it closes or lingerTime
-// passes: closing a socket with unread input makes the kernel reset the connection, and
-// the client may then lose the close frame that says why.
-func (c *conn) linger() {
-	nc := c.ws.NetConn()
-	if err := nc.SetReadDeadline(time.Now().Add(lingerTime)); err != nil {
-		return
+// awaitCloseAnswer reads what the client still sends after the server's close frame until
+// its close frame (or the end of the connection) arrives: closing a socket with unread input
+// makes the kernel reset the connection, and the client may then lose the close frame.
+func (c *conn) awaitCloseAnswer(final *collab.CloseError) {
+	deadline := time.Now().Add(c.srv.cfg.CloseTimeout)
+	if !c.readFailed {
+		_ = c.ws.SetReadDeadline(deadline)
+		for {
+			if _, _, err := c.ws.ReadMessage(); err != nil {
+				return
+			}
+		}
 	}
-	_, _ = io.CopyN(io.Discard, nc, 1<<20) // ends at EOF, the deadline or 1 MiB
+	if final == errFrameTooBig {
+		// The library stopped reading mid-frame and sent 1009 itself: discard raw bytes.
+		nc := c.ws.NetConn()
+		if nc.SetReadDeadline(deadline) == nil {
+			_, _ = io.CopyN(io.Discard, nc, 1<<20) // ends at EOF, the deadline or 1 MiB
+		}
+	}
 }
 
 // readSafely runs read, turning a panic into an internal-error close.
@@ -134,28 +269,38 @@ func (c *conn) setExpiry(t time.Time) {
 	}
 }
 
-func (c *conn) writeLoop() error {
+// resetExpiry points timer at the current expiry.
+func (c *conn) resetExpiry(timer *time.Timer) {
+	timer.Reset(time.Duration(math.MaxInt64))
+	if n := c.expires.Load(); n != 0 {
+		timer.Reset(time.Until(time.Unix(0, n)))
+	}
+}
+
+// writeLoop is the writer of a streaming transport: it sends everything the outbox holds
+// in batches, pings, closes on token expiry, and ends with the transport's close.
+func (c *conn) writeLoop(t transport, pingEvery time.Duration) error {
 	cfg := &c.srv.cfg
-	ping := time.NewTicker(cfg.PingInterval)
+	ping := time.NewTicker(pingEvery)
 	defer ping.Stop()
 	expiry := time.NewTimer(math.MaxInt64)
 	defer expiry.Stop()
-	w := frameWriter{ws: c.ws}
+	w := frameWriter{sink: t, stale: &c.stale}
 	var events []collab.Event
 	var cursors []collab.CursorSlot
 	for {
 		select {
 		case <-c.out.Wake():
 		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
+			if err := t.setWriteDeadline(time.Now().Add(cfg.WriteTimeout)); err != nil {
+				return c.stop(err)
+			}
+			if err := t.ping(); err != nil {
 				return c.stop(err)
 			}
 			continue
 		case <-c.expiryMove:
-			expiry.Reset(time.Duration(math.MaxInt64))
-			if n := c.expires.Load(); n != 0 {
-				expiry.Reset(time.Until(time.Unix(0, n)))
-			}
+			c.resetExpiry(expiry)
 			continue
 		case <-expiry.C:
 			c.out.Close(errAuthExpired)
@@ -165,45 +310,68 @@ func (c *conn) writeLoop() error {
 		runtime.Gosched()
 		var cerr *collab.CloseError
 		events, cursors, cerr = c.out.Drain(events[:0], cursors[:0])
-		if err := c.ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout)); err != nil {
-			return c.stop(err)
+		err := t.setWriteDeadline(time.Now().Add(cfg.WriteTimeout))
+		if err == nil {
+			err = c.enc.encode(&w, events, cursors)
 		}
-		if err := c.enc.encode(&w, events, cursors); err != nil {
-			return c.stop(err)
+		if err == nil {
+			err = t.flush()
 		}
 		clear(events)
 		clear(cursors)
-		if cerr != nil {
-			var err error
-			if cerr != errClientGone && cerr != errFrameTooBig { // the library sent 1009 itself
-				err = c.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(cerr.Code, cerr.Reason))
-			}
+		if err == errStale {
+			// The outbox overflowed while this batch was going out: skip the rest, say why.
+			err, cerr = nil, c.out.Closed()
+		}
+		if err != nil {
 			return c.stop(err)
+		}
+		if cerr != nil {
+			if cerr != errClientGone {
+				err = t.close(cerr)
+			}
+			if err != nil {
+				return c.stop(err)
+			}
+			return nil
 		}
 	}
 }
 
-// stop ends the writer: the reader is unblocked, so the handler returns.
+// stop ends the writer after a failed write: the client is gone, so the connection ends
+// now and the reader returns.
 func (c *conn) stop(err error) error {
 	c.out.Close(errClientGone)
-	_ = c.ws.SetReadDeadline(time.Now()) // a connection that fails here is closing anyway
+	c.abortNow()
 	return err
 }
 
 // readFrame reads the next message, keeping the connection alive while the client talks
-// or answers pings. It returns the close error to end with.
+// or answers pings, and ignoring what it sends once the connection is closing. It returns
+// the close error to end with.
 func (c *conn) readFrame() (int, []byte, *collab.CloseError) {
-	if err := c.ws.SetReadDeadline(time.Now().Add(c.srv.cfg.IdleTimeout)); err != nil {
-		return 0, nil, errClientGone
-	}
-	mt, data, err := c.ws.ReadMessage()
-	if err != nil {
-		if errors.Is(err, fws.ErrReadLimit) {
-			return 0, nil, errFrameTooBig
+	return c.readFrameWithin(c.srv.cfg.IdleTimeout)
+}
+
+// readFrameWithin is readFrame with the time the client has to send the frame.
+func (c *conn) readFrameWithin(timeout time.Duration) (int, []byte, *collab.CloseError) {
+	for {
+		if err := c.ws.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+			c.readFailed = true
+			return 0, nil, errClientGone
 		}
-		return 0, nil, errClientGone
+		mt, data, err := c.ws.ReadMessage()
+		if err != nil {
+			c.readFailed = true
+			if errors.Is(err, fws.ErrReadLimit) {
+				return 0, nil, errFrameTooBig
+			}
+			return 0, nil, errClientGone
+		}
+		if !c.closing.Load() {
+			return mt, data, nil
+		}
 	}
-	return mt, data, nil
 }
 
 func (c *conn) extendOnPong() {
@@ -211,3 +379,31 @@ func (c *conn) extendOnPong() {
 		return c.ws.SetReadDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
 	})
 }
+
+// wsTransport writes a WebSocket's frames; each frame goes out as it is written.
+type wsTransport struct {
+	ws           *websocket.Conn
+	writeTimeout time.Duration
+}
+
+func (t wsTransport) frame(binary bool, data []byte) error {
+	if binary {
+		return t.ws.WriteMessage(websocket.BinaryMessage, data)
+	}
+	return t.ws.WriteMessage(websocket.TextMessage, data)
+}
+
+func (t wsTransport) flush() error { return nil }
+
+func (t wsTransport) ping() error {
+	return t.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(t.writeTimeout))
+}
+
+func (t wsTransport) close(cerr *collab.CloseError) error {
+	if cerr == errFrameTooBig {
+		return nil // the library sent 1009 itself
+	}
+	return t.ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(cerr.Code, cerr.Reason))
+}
+
+func (t wsTransport) setWriteDeadline(d time.Time) error { return t.ws.SetWriteDeadline(d) }

@@ -1,7 +1,7 @@
 package web
 
 import (
-	"context"
+	"errors"
 	"net/url"
 	"strings"
 	"time"
@@ -150,13 +150,9 @@ func (s *Server) readNative(c *conn, u *upgrade, user string) *collab.CloseError
 	if authRef != "" {
 		c.out.Push(collab.Event{Kind: collab.EventOK, Ref: authRef})
 	}
-	sess, err := s.hub.Join(context.Background(), c.out, opts)
-	if err != nil {
-		if cerr, ok := err.(*collab.CloseError); ok {
-			return cerr
-		}
-		s.log.Error("join failed", "doc", u.doc, "err", err)
-		return collab.ErrInternal
+	sess, cerr := s.join(c, opts)
+	if cerr != nil {
+		return cerr
 	}
 	defer s.hub.Leave(sess)
 
@@ -202,11 +198,28 @@ func (s *Server) readNative(c *conn, u *upgrade, user string) *collab.CloseError
 	}
 }
 
+// join makes the connection's client a member; a join that the connection's closing
+// (drain, say) cut short ends with the connection's close error.
+func (s *Server) join(c *conn, opts collab.JoinOptions) (*collab.Session, *collab.CloseError) {
+	sess, err := s.hub.Join(c.ctx, c.out, opts)
+	if err == nil {
+		return sess, nil
+	}
+	var cerr *collab.CloseError
+	switch {
+	case errors.As(err, &cerr):
+		return nil, cerr
+	case c.ctx.Err() != nil:
+		return nil, c.out.Closed()
+	}
+	s.log.Error("join failed", "doc", opts.Doc, "err", err)
+	return nil, collab.ErrInternal
+}
+
 // firstAuth waits for the auth message of a connection whose upgrade carried no token.
 func (s *Server) firstAuth(c *conn, doc string) (identity, string, *collab.CloseError) {
-	_ = c.ws.SetReadDeadline(time.Now().Add(s.cfg.AuthTimeout))
-	mt, frame, err := c.ws.ReadMessage()
-	if err != nil {
+	mt, frame, cerr := c.readFrameWithin(s.cfg.AuthTimeout)
+	if cerr != nil {
 		return identity{}, "", errAuthMissing
 	}
 	if mt != websocket.TextMessage {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 
+	"collabd/collab/web"
 	"collabd/nats/natstest"
 )
 
@@ -245,7 +246,8 @@ func TestBadDocumentIDs(t *testing.T) {
 }
 
 func TestSlowConsumerClosed4008(t *testing.T) {
-	o := instanceOpts{web: webQueue(64 << 10)}
+	// The client reads again within CloseTimeout: it reads what was on its way, then 4008.
+	o := instanceOpts{web: web.Config{QueueBytes: 64 << 10, CloseTimeout: time.Minute}}
 	o.hub.MessageRate, o.hub.MessageBurst = 1e6, 1e6 // the fast sender must not be limited
 	in := startCluster(t, 1, o)[0]
 	slow := join(t, in, "slow", "slow")

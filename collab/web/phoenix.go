@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -251,7 +250,7 @@ func (p *phxSocket) join(msg wire.PhxMessage) {
 	if ident != nil {
 		opts.ReadOnly = !ident.write
 	}
-	sess, err := p.srv.hub.Join(context.Background(), p.c.out, opts)
+	sess, err := p.srv.hub.Join(p.c.ctx, p.c.out, opts)
 	if err != nil {
 		reason := "join failed"
 		if ce, ok := err.(*collab.CloseError); ok {

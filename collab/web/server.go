@@ -43,6 +43,10 @@ type Config struct {
 	// AuthTimeout is how long a connection without a token may take to send its auth
 	// message. Default 5s.
 	AuthTimeout time.Duration
+	// CloseTimeout bounds a close the server starts: a connection it closes is gone this
+	// long after the decision, even when the client neither reads its last frames nor
+	// answers the close frame. Default 1s.
+	CloseTimeout time.Duration
 	// Ready reports whether the instance can serve (its bus is connected). Default: always.
 	Ready func() bool
 	// Metrics receives the instance's metrics; see NewMetrics. Default: a fresh Metrics.
@@ -82,6 +86,9 @@ func (c Config) withDefaults() Config {
 	if c.AuthTimeout <= 0 {
 		c.AuthTimeout = 5 * time.Second
 	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = time.Second
+	}
 	if c.Ready == nil {
 		c.Ready = func() bool { return true }
 	}
@@ -108,11 +115,15 @@ type Server struct {
 	log     *slog.Logger
 	app     *fiber.App
 
-	// handlers counts running WebSocket handlers: they run on hijacked connections, which
-	// the Fiber shutdown does not wait for.
+	// handlers counts the running owners of connections (WebSocket and SSE handlers on
+	// hijacked connections, poll sessions), which the Fiber shutdown does not wait for.
 	handlers atomic.Int64
 	// unready makes /readyz answer 503 while clients are still served: see Unready.
 	unready atomic.Bool
+
+	connsMu  sync.Mutex
+	conns    map[*conn]struct{} // guarded by connsMu: every open connection
+	stopping bool               // guarded by connsMu: Shutdown began; new connections close at once
 
 	pendingMu sync.Mutex
 	pending   map[net.Conn]*slot // guarded by pendingMu: slots of hijacks not yet started
@@ -128,6 +139,7 @@ func New(hub *collab.Hub, cfg Config) *Server {
 		limits:  newConnLimits(cfg.MaxConns, cfg.MaxConnsPerIP),
 		log:     cfg.Logger,
 		pending: map[net.Conn]*slot{},
+		conns:   map[*conn]struct{}{},
 	}
 	if len(cfg.Origins) > 0 {
 		s.origins = map[string]bool{}
@@ -178,10 +190,15 @@ func (s *Server) App() *fiber.App { return s.app }
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
 
-// Shutdown stops accepting and waits for the handlers to return, up to timeout; call
-// hub.Drain first so that open connections close with 1012.
+// Shutdown drains the hub (its sessions close with 1012 and the other instances drop its
+// members at once), closes every other connection with 1012 too (one still
+// authenticating, a Phoenix socket without a channel, a join waiting for the document, an
+// SSE stream, a poll session), stops accepting, and waits for the connections to end, up
+// to timeout.
 func (s *Server) Shutdown(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	s.hub.Drain()
+	s.closeAll(collab.ErrShutdown)
 	if err := s.app.ShutdownWithTimeout(timeout); err != nil {
 		return err
 	}
@@ -192,6 +209,37 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
+}
+
+// register adds a connection; once Shutdown began, it closes at once.
+func (s *Server) register(c *conn) {
+	s.connsMu.Lock()
+	s.conns[c] = struct{}{}
+	stopping := s.stopping
+	s.connsMu.Unlock()
+	if stopping {
+		c.out.Close(collab.ErrShutdown)
+	}
+}
+
+func (s *Server) unregister(c *conn) {
+	s.connsMu.Lock()
+	delete(s.conns, c)
+	s.connsMu.Unlock()
+}
+
+// closeAll closes every connection with cerr, now and from now on.
+func (s *Server) closeAll(cerr *collab.CloseError) {
+	s.connsMu.Lock()
+	s.stopping = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.connsMu.Unlock()
+	for _, c := range conns {
+		c.out.Close(cerr)
+	}
 }
 
 // Ready reports whether /readyz answers 200: the instance accepts clients and has not
