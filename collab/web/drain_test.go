@@ -21,7 +21,9 @@ func TestShutdownClosesEveryConnection(t *testing.T) {
 	ns := natstest.NewServer(t)
 	in := startInstance(t, ns.URL(), instanceOpts{
 		web: web.Config{JWTSecret: testSecret},
-		hub: collab.Config{SyncTimeout: time.Minute, Heartbeat: 100 * time.Millisecond, DownAfter: time.Minute},
+		// The join that opens the document waits for the mute instance up to SyncTimeout
+		// (then fails, the hub draining); its client is told at once all the same.
+		hub: collab.Config{SyncTimeout: 3 * time.Second, Heartbeat: 100 * time.Millisecond, DownAfter: time.Minute},
 	})
 	// An instance that heartbeats but never answers sync requests keeps joins waiting.
 	mute, err := nats.Open(context.Background(), nats.Options{URL: ns.URL(), Logger: quietLogger()})
