@@ -15,8 +15,9 @@ import (
 )
 
 // Shutdown reaches every connection, not only joined sessions: a connection still
-// authenticating, a Phoenix socket without a channel, and joins waiting for another
-// instance's presence all get 1012 at once, and Shutdown finds no connection left.
+// authenticating, a Phoenix socket without a channel, joins waiting for another
+// instance's presence, SSE streams and poll sessions all get 1012 at once, and Shutdown
+// finds no connection left.
 func TestShutdownClosesEveryConnection(t *testing.T) {
 	ns := natstest.NewServer(t)
 	in := startInstance(t, ns.URL(), instanceOpts{
@@ -25,6 +26,21 @@ func TestShutdownClosesEveryConnection(t *testing.T) {
 		// (then fails, the hub draining); its client is told at once all the same.
 		hub: collab.Config{SyncTimeout: 3 * time.Second, Heartbeat: 100 * time.Millisecond, DownAfter: time.Minute},
 	})
+	// SSE and long-polling sessions, joined (before the mute instance below appears).
+	sse, _ := openSSE(t, in, "drain-http?token="+token(t, "sam", time.Hour, nil), nil)
+	sse.expect("welcome")
+	p := &poller{t: t, base: in.url + "/poll/drain-http"}
+	status, a, err := getPoll(t, context.Background(), p.base+"?token="+token(t, "pat", time.Hour, nil))
+	if err != nil || status != 200 {
+		t.Fatalf("open poll: %d %s %v", status, a.Raw, err)
+	}
+	p.sid = a.Sid
+	polled := make(chan pollAnswer, 1)
+	go func() {
+		_, a, _ := getPoll(t, context.Background(), p.base+"?sid="+p.sid)
+		polled <- a
+	}()
+
 	// An instance that heartbeats but never answers sync requests keeps joins waiting.
 	mute, err := nats.Open(context.Background(), nats.Options{URL: ns.URL(), Logger: quietLogger()})
 	if err != nil {
@@ -49,12 +65,12 @@ func TestShutdownClosesEveryConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	natstest.WaitFor(t, 5*time.Second, func() bool { return in.hub.Docs() == 1 })
+	natstest.WaitFor(t, 5*time.Second, func() bool { return in.hub.Docs() == 2 }) // drain-http, drain-wait
 	second, _, err := dial(t, in, "/ws/drain-wait?token="+token(t, "bob", time.Hour, nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	natstest.WaitFor(t, 5*time.Second, func() bool { return metric(t, in, "collabd_connections") == 4 })
+	natstest.WaitFor(t, 5*time.Second, func() bool { return metric(t, in, "collabd_connections") == 6 })
 
 	start := time.Now()
 	done := make(chan error, 1)
@@ -77,6 +93,17 @@ func TestShutdownClosesEveryConnection(t *testing.T) {
 		if err != nil {
 			t.Fatalf("phoenix socket without channel: %v, want close 1012", err)
 		}
+	}
+	if ci := sse.waitEnd(5 * time.Second); ci == nil || ci.Code != 1012 {
+		t.Errorf("SSE stream: close %+v, want 1012", ci)
+	}
+	select {
+	case a := <-polled:
+		if a.Close == nil || a.Close.Code != 1012 {
+			t.Errorf("outstanding poll: %s, want close 1012", a.Raw)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("outstanding poll not answered")
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown: %v", err)

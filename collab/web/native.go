@@ -139,7 +139,39 @@ func (s *Server) readNative(c *conn, u *upgrade, user string) *collab.CloseError
 		}
 		ident, authRef = &id, ref
 	}
-	opts := collab.JoinOptions{Doc: u.doc, User: user, Present: true, Presence: true, Cursors: true}
+	m, cerr := s.joinNative(c, u.doc, user, ident, authRef)
+	if cerr != nil {
+		return cerr
+	}
+	defer s.hub.Leave(m.sess)
+	for {
+		mt, frame, cerr := c.readFrame()
+		if cerr != nil {
+			return cerr
+		}
+		if mt != websocket.TextMessage {
+			s.metrics.nativeFrame(0, false)
+			return errBinaryFrames
+		}
+		if cerr := m.handle(frame); cerr != nil {
+			return cerr
+		}
+	}
+}
+
+// nativeMember is a native client joined to its document, whatever its transport: the
+// WebSocket reader hands it every frame, the HTTP transports every line POSTed to them.
+type nativeMember struct {
+	srv  *Server
+	c    *conn
+	sess *collab.Session
+	bad  int // bad frames in a row; owned by the reader (HTTP transports: httpSession.mu)
+}
+
+// joinNative makes a native client a member of doc: as the token's subject when there is a
+// token, else as user. authRef is the ref of a first auth message, acknowledged first.
+func (s *Server) joinNative(c *conn, doc, user string, ident *identity, authRef string) (*nativeMember, *collab.CloseError) {
+	opts := collab.JoinOptions{Doc: doc, User: user, Present: true, Presence: true, Cursors: true}
 	if ident != nil {
 		opts.User, opts.ReadOnly = ident.user, !ident.write
 		c.setExpiry(ident.expires)
@@ -152,50 +184,37 @@ func (s *Server) readNative(c *conn, u *upgrade, user string) *collab.CloseError
 	}
 	sess, cerr := s.join(c, opts)
 	if cerr != nil {
-		return cerr
+		return nil, cerr
 	}
-	defer s.hub.Leave(sess)
+	return &nativeMember{srv: s, c: c, sess: sess}, nil
+}
 
-	bad := 0
-	for {
-		mt, frame, cerr := c.readFrame()
-		if cerr != nil {
-			return cerr
+// handle executes one client frame; a non-nil result ends the connection with it.
+func (m *nativeMember) handle(frame []byte) *collab.CloseError {
+	cmd, ref, perr := wire.DecodeNative(frame)
+	m.srv.metrics.nativeFrame(cmd.Kind, perr == nil)
+	if perr != nil {
+		if m.bad++; m.bad > maxBadFrames {
+			return collab.ErrProtocol
 		}
-		if mt != websocket.TextMessage {
-			s.metrics.nativeFrame(0, false)
-			return errBinaryFrames
-		}
-		cmd, ref, perr := wire.DecodeNative(frame)
-		s.metrics.nativeFrame(cmd.Kind, perr == nil)
-		if perr != nil {
-			if bad++; bad > maxBadFrames {
-				return collab.ErrProtocol
-			}
-			sess.Fail(ref, perr)
-			continue
-		}
-		bad = 0
-		if cmd.Kind == collab.CmdAuth {
-			// Verifying a token costs more than any other request: it counts like them.
-			if ok, cerr := sess.Limit(cmd.Ref); !ok {
-				if cerr != nil {
-					return cerr
-				}
-				continue
-			}
-			if cerr := s.refreshAuth(c, sess, cmd.Token); cerr != nil {
-				return cerr
-			}
-			if cmd.Ref != "" {
-				c.out.Push(collab.Event{Session: sess, Kind: collab.EventOK, Ref: cmd.Ref})
-			}
-			continue
-		}
-		if cerr := sess.Handle(cmd); cerr != nil {
-			return cerr
-		}
+		m.sess.Fail(ref, perr)
+		return nil
 	}
+	m.bad = 0
+	if cmd.Kind == collab.CmdAuth {
+		// Verifying a token costs more than any other request: it counts like them.
+		if ok, cerr := m.sess.Limit(cmd.Ref); !ok {
+			return cerr
+		}
+		if cerr := m.srv.refreshAuth(m.c, m.sess, cmd.Token); cerr != nil {
+			return cerr
+		}
+		if cmd.Ref != "" {
+			m.c.out.Push(collab.Event{Session: m.sess, Kind: collab.EventOK, Ref: cmd.Ref})
+		}
+		return nil
+	}
+	return m.sess.Handle(cmd)
 }
 
 // join makes the connection's client a member; a join that the connection's closing

@@ -43,6 +43,12 @@ type Config struct {
 	// AuthTimeout is how long a connection without a token may take to send its auth
 	// message. Default 5s.
 	AuthTimeout time.Duration
+	// PollTimeout is how long a long poll waits for messages before it answers with none.
+	// Default 25s.
+	PollTimeout time.Duration
+	// PollGrace is how much longer than PollTimeout a long-polling session may go without
+	// a poll outstanding before it ends (a leave). Default 10s.
+	PollGrace time.Duration
 	// CloseTimeout bounds a close the server starts: a connection it closes is gone this
 	// long after the decision, even when the client neither reads its last frames nor
 	// answers the close frame. Default 1s.
@@ -86,6 +92,12 @@ func (c Config) withDefaults() Config {
 	if c.AuthTimeout <= 0 {
 		c.AuthTimeout = 5 * time.Second
 	}
+	if c.PollTimeout <= 0 {
+		c.PollTimeout = 25 * time.Second
+	}
+	if c.PollGrace <= 0 {
+		c.PollGrace = 10 * time.Second
+	}
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = time.Second
 	}
@@ -125,6 +137,9 @@ type Server struct {
 	conns    map[*conn]struct{} // guarded by connsMu: every open connection
 	stopping bool               // guarded by connsMu: Shutdown began; new connections close at once
 
+	sessMu   sync.Mutex
+	sessions map[string]*httpSession // guarded by sessMu: SSE and poll sessions by sid, and recently ended ones
+
 	pendingMu sync.Mutex
 	pending   map[net.Conn]*slot // guarded by pendingMu: slots of hijacks not yet started
 }
@@ -133,13 +148,14 @@ type Server struct {
 func New(hub *collab.Hub, cfg Config) *Server {
 	cfg = cfg.withDefaults()
 	s := &Server{
-		cfg:     cfg,
-		hub:     hub,
-		auth:    newAuthenticator(cfg.JWTSecret),
-		limits:  newConnLimits(cfg.MaxConns, cfg.MaxConnsPerIP),
-		log:     cfg.Logger,
-		pending: map[net.Conn]*slot{},
-		conns:   map[*conn]struct{}{},
+		cfg:      cfg,
+		hub:      hub,
+		auth:     newAuthenticator(cfg.JWTSecret),
+		limits:   newConnLimits(cfg.MaxConns, cfg.MaxConnsPerIP),
+		log:      cfg.Logger,
+		pending:  map[net.Conn]*slot{},
+		conns:    map[*conn]struct{}{},
+		sessions: map[string]*httpSession{},
 	}
 	if len(cfg.Origins) > 0 {
 		s.origins = map[string]bool{}
@@ -171,6 +187,15 @@ func (s *Server) routes() {
 	s.app.Get("/readyz", s.readyz)
 	s.app.Get("/metrics", s.metrics.handler())
 	s.app.Get("/ws/:doc", s.upgradeNative, s.nativeHandler())
+	for _, prefix := range []string{"/sse", "/poll", "/api/docs"} {
+		s.app.Use(prefix, s.cors)
+	}
+	s.app.Get("/sse/:doc", s.sseOpen)
+	s.app.Post("/sse/:doc", s.postFrames(transportSSE))
+	s.app.Get("/poll/:doc", s.pollGet)
+	s.app.Post("/poll/:doc", s.postFrames(transportPoll))
+	s.app.Get("/api/docs/:doc/presence", s.apiPresence)
+	s.app.Post("/api/docs/:doc/broadcast", s.apiBroadcast)
 	phx := s.phoenixHandler()
 	for _, path := range []string{"/realtime/v1/websocket", "/socket/websocket"} {
 		s.app.Get(path, s.upgradePhoenix, phx)
@@ -228,6 +253,13 @@ func (s *Server) unregister(c *conn) {
 	s.connsMu.Unlock()
 }
 
+// isStopping reports whether Shutdown began.
+func (s *Server) isStopping() bool {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	return s.stopping
+}
+
 // closeAll closes every connection with cerr, now and from now on.
 func (s *Server) closeAll(cerr *collab.CloseError) {
 	s.connsMu.Lock()
@@ -263,6 +295,22 @@ func (s *Server) originAllowed(c *fiber.Ctx) bool {
 	}
 	o := c.Get(fiber.HeaderOrigin)
 	return o == "" || s.origins[o]
+}
+
+// cors lets pages of allowed origins use the HTTP endpoints (SSE, long polling, REST)
+// from another origin, and answers their preflight requests.
+func (s *Server) cors(c *fiber.Ctx) error {
+	if o := c.Get(fiber.HeaderOrigin); o != "" && s.originAllowed(c) {
+		c.Set(fiber.HeaderAccessControlAllowOrigin, o)
+		c.Vary(fiber.HeaderOrigin)
+	}
+	if c.Method() == fiber.MethodOptions {
+		c.Set(fiber.HeaderAccessControlAllowMethods, "GET, POST")
+		c.Set(fiber.HeaderAccessControlAllowHeaders, "Authorization, Content-Type")
+		c.Set(fiber.HeaderAccessControlMaxAge, "600")
+		return c.SendStatus(fiber.StatusNoContent)
+	}
+	return c.Next()
 }
 
 func (s *Server) readyz(c *fiber.Ctx) error {
