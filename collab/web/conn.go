@@ -175,11 +175,21 @@ func (c *conn) ended() {
 	}
 }
 
-// rawConn returns the network connection under a hijacked one: closing fasthttp's wrapper
-// does nothing, and the wrapper is reused once the handler returned.
-func rawConn(nc net.Conn) net.Conn {
+// hijacked returns the connection under fasthttp's wrapper of a hijacked one (TCP, or TLS
+// on a TLS listener): closing the wrapper does nothing, and it is reused once the handler
+// returned.
+func hijacked(nc net.Conn) net.Conn {
 	if u, ok := nc.(interface{ UnsafeConn() net.Conn }); ok {
 		return u.UnsafeConn()
+	}
+	return nc
+}
+
+// tcpConn returns the TCP connection under nc: closing it ends the connection at once,
+// where closing a TLS connection first writes a close_notify that a blocked write holds up.
+func tcpConn(nc net.Conn) net.Conn {
+	if t, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		return t.NetConn()
 	}
 	return nc
 }
@@ -190,7 +200,7 @@ func (s *Server) serveConn(ws *websocket.Conn, sl *slot, readLimit int64, enc en
 	s.handlers.Add(1)
 	defer s.handlers.Add(-1)
 	ws.SetReadLimit(readLimit)
-	nc := rawConn(ws.NetConn())
+	nc := tcpConn(hijacked(ws.NetConn()))
 	c := s.newConn(sl, enc, func() { _ = nc.Close() })
 	defer c.finish()
 	c.ws = ws

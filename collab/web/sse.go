@@ -44,8 +44,9 @@ func (s *Server) sseOpen(c *fiber.Ctx) error {
 func (s *Server) serveSSE(nc net.Conn, o *httpOpen, origin string) {
 	s.handlers.Add(1)
 	defer s.handlers.Add(-1)
-	raw := rawConn(nc)
-	c := s.newConn(o.slot, nativeEncoder{}, func() { _ = raw.Close() })
+	raw := hijacked(nc)
+	tcp := tcpConn(raw)
+	c := s.newConn(o.slot, nativeEncoder{}, func() { _ = tcp.Close() })
 	defer c.finish()
 	hs := s.newHTTPSession(transportSSE, o, c)
 	defer s.endHTTPSession(hs)
@@ -89,7 +90,7 @@ func (s *Server) serveSSE(nc net.Conn, o *httpOpen, origin string) {
 // sseTransport writes an SSE stream: every frame one event, the close an "event: close".
 type sseTransport struct {
 	nc  net.Conn // the hijacked connection
-	raw net.Conn // under it, to end the response
+	raw net.Conn // under fasthttp's wrapper (TCP or TLS), to end the response
 	bw  *bufio.Writer
 }
 
