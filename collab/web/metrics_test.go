@@ -1,14 +1,14 @@
 package web_test
 
 import (
-	"github.com/fasthttp/websocket"
-
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fasthttp/websocket"
 
 	"collabd/collab"
 	"collabd/collab/web"
