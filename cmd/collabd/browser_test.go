@@ -78,38 +78,105 @@ func browserExecPath(t *testing.T) string {
 	return found
 }
 
-// browserStartServer runs collabd in a goroutine and returns its base URL; cleanup cancels it
-// and waits for run to return.
-func browserStartServer(t *testing.T) string {
+// browserServer is one collabd instance run through run in a goroutine; it can be stopped
+// and started again on the same address (a server that goes away and comes back).
+type browserServer struct {
+	t      *testing.T
+	args   []string // without -addr
+	addr   string   // host:port once listening
+	cancel context.CancelFunc
+	done   chan error // receives run's result; nil while stopped
+	logw   *browserLog
+}
+
+// browserStartServer runs collabd with args (and -addr 127.0.0.1:0); cleanup stops it.
+func browserStartServer(t *testing.T, args ...string) *browserServer {
+	t.Helper()
+	s := &browserServer{t: t, args: args, addr: "127.0.0.1:0"}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+// URL is the server's base URL.
+func (s *browserServer) URL() string { return "http://" + s.addr }
+
+// start runs the server (again, on its address).
+func (s *browserServer) start() {
+	t := s.t
 	t.Helper()
 	logw := &browserLog{addr: make(chan string, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	args := []string{"-addr", "127.0.0.1:0", "-nats-listen", "off"}
+	args := append([]string{"-addr", s.addr}, s.args...)
 	go func() { done <- run(ctx, args, func(string) string { return "" }, logw) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("run did not return within 15s of cancel")
-		}
-		if t.Failed() {
-			t.Logf("collabd log:\n%s", logw.String())
-		}
-	})
+	s.cancel, s.done, s.logw = cancel, done, logw
 	select {
 	case addr := <-logw.addr:
-		return "http://" + addr
+		s.addr = addr
 	case err := <-done:
+		s.done = nil
 		t.Fatalf("run returned before listening: %v\nlog:\n%s", err, logw.String())
 	case <-time.After(15 * time.Second):
 		t.Fatalf("no %q line within 15s; log:\n%s", "collabd listening", logw.String())
 	}
-	return ""
+}
+
+// stop cancels run and waits for it to return (a graceful shutdown: clients get 1012).
+func (s *browserServer) stop() {
+	t := s.t
+	if s.done == nil {
+		return
+	}
+	s.cancel()
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Errorf("run returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("run did not return within 15s of cancel")
+	}
+	s.done = nil
+	if t.Failed() {
+		t.Logf("collabd %s log:\n%s", s.addr, s.logw.String())
+	}
+}
+
+// browserStart starts headless Chromium; the returned context opens tabs in it.
+func browserStart(t *testing.T, execPath string, timeout time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	allocCtx, allocCancel := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(execPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	t.Cleanup(allocCancel)
+	root, rootCancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		// Close the browser gracefully before the allocator's temp dir goes away.
+		cctx, ccancel := context.WithTimeout(root, 10*time.Second)
+		defer ccancel()
+		if err := chromedp.Cancel(cctx); err != nil {
+			t.Logf("close Chromium: %v", err)
+		}
+		rootCancel()
+	})
+	if err := chromedp.Do(root); err != nil {
+		t.Fatalf("start Chromium %s: %v", execPath, err)
+	}
+	return root
 }
 
 // browserTab is one page of the demo with the JavaScript problems it reported.
@@ -131,6 +198,8 @@ func (b *browserTab) problems() []string {
 // browserDebugJS summarises what a tab shows, for failure messages.
 const browserDebugJS = `JSON.stringify({
   status: document.querySelector('[data-testid=status]')?.textContent,
+  transport: window.collab?.transport,
+  retry: document.querySelector('[data-testid=retry]')?.hidden === false,
   visibility: document.visibilityState,
   count: document.querySelector('[data-testid=member-count]')?.textContent,
   members: [...document.querySelectorAll('[data-testid=member-name]')].map((e) => e.textContent),
@@ -180,8 +249,9 @@ func browserEval[T any](t *testing.T, b *browserTab, expr string) T {
 }
 
 // browserOpenTab opens the demo in a new tab (its own window, so both tabs stay visible) with a
-// viewport of w x h, waits for it to connect, and types name into the name field.
-func browserOpenTab(t *testing.T, root context.Context, label, url string, w, h int64, name string) *browserTab {
+// viewport of w x h, waits for it to connect, and types name into the name field. initJS, if
+// any, runs in the page before its own scripts, on every load.
+func browserOpenTab(t *testing.T, root context.Context, label, url string, w, h int64, name string, initJS ...string) *browserTab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(root)
 	b := &browserTab{name: label, ctx: ctx, cancel: cancel}
@@ -216,7 +286,15 @@ func browserOpenTab(t *testing.T, root context.Context, label, url string, w, h 
 			// Each tab behaves as if focused, as two windows side by side would: the page
 			// hides its cursor on blur.
 			_, err := chromedp.Call(ctx, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true})
-			return err
+			if err != nil {
+				return err
+			}
+			for _, js := range initJS {
+				if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: js}); err != nil {
+					return err
+				}
+			}
+			return nil
 		}),
 		chromedp.Navigate(url),
 	)
@@ -276,39 +354,9 @@ const browserPingAtJS = `(name, x, y, tol) => {
 
 func TestBrowserDemo(t *testing.T) {
 	execPath := browserExecPath(t)
-	base := browserStartServer(t)
-	url := base + "/?doc=" + browserDoc
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	allocCtx, allocCancel := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(execPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	t.Cleanup(allocCancel)
-	root, rootCancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		// Close the browser gracefully before the allocator's temp dir goes away.
-		cctx, ccancel := context.WithTimeout(root, 10*time.Second)
-		defer ccancel()
-		if err := chromedp.Cancel(cctx); err != nil {
-			t.Logf("close Chromium: %v", err)
-		}
-		rootCancel()
-	})
-	if err := chromedp.Do(root); err != nil {
-		t.Fatalf("start Chromium %s: %v", execPath, err)
-	}
+	srv := browserStartServer(t, "-nats-listen", "off")
+	url := srv.URL() + "/?doc=" + browserDoc
+	root := browserStart(t, execPath, 60*time.Second)
 
 	// Different viewports: positions travel normalised to the board, not in pixels.
 	const nameA, nameB = "Alice Browser", "Bob Browser"

@@ -5,9 +5,11 @@ const DOC_RE = /^[A-Za-z0-9_\-:.]{1,128}$/;
 const COLOR_RE = /^#[0-9a-f]{6}$/i;
 const FALLBACK_COLOR = '#94a3b8';
 const MAX_NAME = 32;
-// Dark enough for white label text (contrast 4.5:1 or more) on light and dark boards.
-const COLORS = ['#e11d48', '#db2777', '#c026d3', '#9333ea', '#4f46e5', '#2563eb', '#0369a1', '#0e7490',
-  '#0f766e', '#047857', '#15803d', '#4d7c0f', '#a16207', '#c2410c', '#dc2626', '#7c3aed'];
+// Ten clearly distinct hues, each dark enough for white label text (contrast 4.5:1 or more).
+// A member takes the first one no other present member uses (pickColor).
+const PALETTE = ['#2563eb', '#dc2626', '#15803d', '#c2410c', '#7c3aed', '#0e7490', '#be185d', '#854d0e',
+  '#475569', '#4d7c0f'];
+const TRANSPORT_NAMES = { websocket: 'WebSocket', sse: 'SSE', poll: 'Long polling' };
 const ADJECTIVES = ['Brave', 'Calm', 'Clever', 'Cosy', 'Curious', 'Eager', 'Gentle', 'Happy', 'Jolly', 'Kind',
   'Lucky', 'Mellow', 'Nimble', 'Quick', 'Quiet', 'Sunny', 'Swift', 'Witty', 'Zesty', 'Bright'];
 const ANIMALS = ['Otter', 'Panda', 'Fox', 'Koala', 'Heron', 'Lynx', 'Badger', 'Falcon', 'Gecko', 'Puffin',
@@ -26,6 +28,10 @@ const membersEl = $('members');
 const countEl = $('count');
 const shareInput = $('share');
 const copyBtn = $('copy');
+const retryBtn = $('retry');
+const transportEl = $('transport');
+const panel = $('panel');
+const toggleBtn = $('toggle');
 
 const pick = (list) => list[Math.floor(Math.random() * list.length)];
 const clamp01 = (v) => Math.min(1, Math.max(0, v));
@@ -47,7 +53,8 @@ function cleanColor(v) {
 
 const me = {
   name: cleanName(store('collabd.name')) || store('collabd.name', pick(ADJECTIVES) + ' ' + pick(ANIMALS)),
-  color: COLOR_RE.test(store('collabd.color') || '') ? store('collabd.color') : store('collabd.color', pick(COLORS)),
+  // Tentative until the members present are known (the first presence after each welcome).
+  color: PALETTE.includes(store('collabd.color')) ? store('collabd.color') : PALETTE[0],
 };
 nameInput.value = me.name;
 nameInput.placeholder = me.name;
@@ -65,7 +72,14 @@ shareInput.value = shareURL.toString();
 function setStatus(state, text) {
   statusEl.dataset.state = state;
   statusEl.textContent = text;
+  statusEl.title = text;
 }
+
+// On narrow screens the panel is a bar at the bottom that opens on demand.
+toggleBtn.addEventListener('click', () => {
+  const open = panel.classList.toggle('open');
+  toggleBtn.setAttribute('aria-expanded', String(open));
+});
 
 if (!DOC_RE.test(doc) || doc === '.' || doc === '..') {
   setStatus('error', 'Invalid document');
@@ -84,7 +98,15 @@ if (!DOC_RE.test(doc) || doc === '.' || doc === '..') {
 // ---- the live part --------------------------------------------------------------------------
 
 function start() {
-  const c = connect({ doc, user: params.get('user') || undefined, token: params.get('token') || undefined });
+  // ?transport=sse (or a list: ?transport=sse,poll) forces the transports tried, in that order.
+  const transports = params.get('transport') ? params.get('transport').split(',').map((t) => t.trim()) : undefined;
+  let c;
+  try {
+    c = connect({ doc, user: params.get('user') || undefined, token: params.get('token') || undefined, transports });
+  } catch (err) {
+    setStatus('error', err.message);
+    return;
+  }
   window.collab = c; // handy in the console
   const cursors = new Map(); // session id -> {el, label, x, y, tx, ty, shown}
   let members = new Map();
@@ -99,9 +121,50 @@ function start() {
     };
   };
 
-  // presence
+  // presence and colour: our state is tracked once the members present are known, with the first
+  // palette colour none of them uses; a clash (two joined at once) is settled by the session ids.
 
-  c.track({ name: me.name, color: me.color }).catch(showError);
+  let colorChosen = false; // on the current connection
+  const track = () => c.track({ name: me.name, color: me.color }).catch(showError);
+  const othersColors = () => {
+    const used = new Map(); // colour -> how many others use it
+    for (const [sid, entry] of members) {
+      if (sid === c.id) continue;
+      const col = cleanColor(entry && entry.state && entry.state.color).toLowerCase();
+      used.set(col, (used.get(col) || 0) + 1);
+    }
+    return used;
+  };
+  // pickColor returns want when no other member uses it, else the first free palette colour
+  // (from start, cycling), else the least used one.
+  function pickColor(want, start = 0) {
+    const used = othersColors();
+    if (want && !used.has(want)) return want;
+    const ring = PALETTE.map((_, i) => PALETTE[(start + i) % PALETTE.length]);
+    return ring.find((col) => !used.has(col)) || ring.reduce((a, b) => ((used.get(b) || 0) < (used.get(a) || 0) ? b : a));
+  }
+  function setColor(col) {
+    const changed = col !== me.color;
+    me.color = store('collabd.color', col);
+    swatch.style.setProperty('--c', me.color);
+    return changed;
+  }
+  function settleColor() {
+    if (!c.connected || !c.id) return;
+    if (!colorChosen) {
+      colorChosen = true;
+      const mine = members.get(c.id);
+      const trackedNow = mine && mine.state && mine.state.color === me.color; // re-tracked after a reconnect
+      if (setColor(pickColor(me.color)) || !trackedNow) track();
+      return;
+    }
+    // Two members that chose at the same moment: the one with the larger session id moves on.
+    const clash = [...members].some(([sid, entry]) => sid !== c.id && sid < c.id &&
+      cleanColor(entry && entry.state && entry.state.color).toLowerCase() === me.color);
+    const used = othersColors();
+    const free = PALETTE.find((col) => !used.has(col));
+    if (clash && free && setColor(free)) track();
+  }
 
   let nameTimer = 0;
   nameInput.addEventListener('input', () => {
@@ -109,18 +172,17 @@ function start() {
     nameTimer = setTimeout(() => {
       me.name = cleanName(nameInput.value) || nameInput.placeholder;
       store('collabd.name', me.name);
-      c.track({ name: me.name, color: me.color }).catch(showError);
+      track();
     }, 250);
   });
   nameInput.addEventListener('keydown', (e) => { if (e.key === 'Enter') nameInput.blur(); });
   swatch.addEventListener('click', () => {
-    me.color = store('collabd.color', pick(COLORS.filter((col) => col !== me.color)));
-    swatch.style.setProperty('--c', me.color);
-    c.track({ name: me.name, color: me.color }).catch(showError);
+    if (setColor(pickColor(null, PALETTE.indexOf(me.color) + 1))) track();
   });
 
   c.on('presence', (m) => {
     members = m;
+    settleColor();
     renderMembers();
     for (const [sid, cur] of cursors) {
       if (!members.has(sid) && !cur.shown) { cur.el.remove(); cursors.delete(sid); continue; }
@@ -153,12 +215,35 @@ function start() {
     });
     membersEl.replaceChildren(...items);
     countEl.textContent = String(rows.length);
+    $('toggle-count').textContent = String(rows.length);
   }
 
-  // connection status
+  // connection status: the transport, a countdown to the next attempt, the server's reason
 
-  c.on('open', () => setStatus('connecting', 'Joining…'));
+  let countdown = 0;
+  const reasonText = (code, reason) => {
+    const r = (reason || '').trim() || { 4001: 'token missing or invalid', 4003: 'not allowed here', 1012: 'server restarting' }[code] || 'connection lost';
+    return r[0].toUpperCase() + r.slice(1);
+  };
+  const showTransport = (name) => {
+    transportEl.hidden = !name;
+    transportEl.textContent = TRANSPORT_NAMES[name] || name || '';
+    transportEl.dataset.transport = name || '';
+  };
+  showTransport(c.transport);
+  const stopCountdown = () => { clearInterval(countdown); countdown = 0; };
+  const tryAgain = () => { if (c.reconnect()) { stopCountdown(); retryBtn.hidden = true; setStatus('connecting', 'Connecting…'); } };
+  retryBtn.addEventListener('click', tryAgain);
+
+  c.on('transport', (name) => {
+    showTransport(name);
+    if (!c.connected && !countdown) setStatus('connecting', 'Connecting via ' + TRANSPORT_NAMES[name] + '…');
+  });
+  c.on('open', () => { stopCountdown(); retryBtn.hidden = true; setStatus('connecting', 'Joining…'); });
   c.on('welcome', () => {
+    colorChosen = false;
+    stopCountdown();
+    retryBtn.hidden = true;
     setStatus('online', 'Connected');
     clearInterval(rttTimer);
     const measure = () => c.ping().then((ms) => setStatus('online', 'Connected · ' + ms + ' ms'), () => {});
@@ -169,12 +254,25 @@ function start() {
     clearInterval(rttTimer);
     for (const cur of cursors.values()) cur.el.remove();
     cursors.clear();
-    if (retryIn != null) {
-      setStatus('reconnecting', 'Reconnecting in ' + (retryIn / 1000).toFixed(1) + ' s…');
-    } else {
-      const why = { 4001: 'token missing or invalid', 4003: 'not allowed here' }[code] || reason || 'closed';
+    stopCountdown();
+    const why = reasonText(code, reason);
+    if (retryIn == null) {
       setStatus('offline', 'Disconnected: ' + why);
+      retryBtn.textContent = 'Reconnect';
+      retryBtn.hidden = code === 1000;
+      return;
     }
+    // A ticking countdown; "Retry now" skips the wait.
+    const at = Date.now() + retryIn;
+    const tick = () => {
+      const s = Math.ceil((at - Date.now()) / 1000);
+      setStatus('reconnecting', why + ' · ' + (s > 0 ? 'retrying in ' + s + ' s' : 'retrying…'));
+      if (s <= 0) stopCountdown();
+    };
+    tick();
+    if (retryIn > 0) countdown = setInterval(tick, 250);
+    retryBtn.textContent = 'Retry now';
+    retryBtn.hidden = false;
   });
   c.on('error', showError);
 
