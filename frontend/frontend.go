@@ -3,7 +3,11 @@
 // The files live in static/ and are served as they are: plain HTML, CSS and ES modules, with no
 // build step and no external network resources. Mount FS at a path that ends in a slash (for
 // example "/" or "/demo/"): the page uses relative URLs for its assets and connects to
-// /ws/{doc} on the same origin.
+// /ws/{doc} (or its fallbacks /sse/{doc} and /poll/{doc}) on the same origin.
+//
+// collab.js is also the npm package @collabd/client: package.json and the TypeScript
+// declarations collab.d.ts sit here, outside static/; types-check/ type-checks an example
+// against them (docs/client.md).
 package frontend
 
 import (

@@ -1,8 +1,11 @@
 package frontend
 
 import (
+	"encoding/json"
 	"io/fs"
+	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -114,4 +117,104 @@ func TestDocumentIDPattern(t *testing.T) {
 			t.Errorf("%s does not validate document ids with %s", name, pattern)
 		}
 	}
+}
+
+// readRepoFile reads a file of the package folder that is not embedded (the npm package's).
+func readRepoFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return string(b)
+}
+
+// The npm package: an ES module without runtime dependencies whose entry points exist.
+func TestPackageJSON(t *testing.T) {
+	var pkg struct {
+		Name         string                     `json:"name"`
+		Type         string                     `json:"type"`
+		Types        string                     `json:"types"`
+		Exports      map[string]json.RawMessage `json:"exports"`
+		Files        []string                   `json:"files"`
+		Dependencies map[string]string          `json:"dependencies"`
+		Peer         map[string]string          `json:"peerDependencies"`
+	}
+	if err := json.Unmarshal([]byte(readRepoFile(t, "package.json")), &pkg); err != nil {
+		t.Fatalf("package.json: %v", err)
+	}
+	if pkg.Name == "" || pkg.Type != "module" {
+		t.Errorf("package.json: name %q, type %q; want a name and type module", pkg.Name, pkg.Type)
+	}
+	if len(pkg.Dependencies)+len(pkg.Peer) != 0 {
+		t.Errorf("package.json has runtime dependencies: %v %v", pkg.Dependencies, pkg.Peer)
+	}
+	var main struct{ Types, Default string }
+	if err := json.Unmarshal(pkg.Exports["."], &main); err != nil || main.Types == "" || main.Default == "" {
+		t.Fatalf(`package.json: exports["."] = %s, want {"types", "default"} (%v)`, pkg.Exports["."], err)
+	}
+	for _, f := range []string{pkg.Types, main.Types, main.Default} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("package.json names %q: %v", f, err)
+		}
+		if !slices.Contains(pkg.Files, strings.TrimPrefix(f, "./")) {
+			t.Errorf("package.json: %q is not in files %v", f, pkg.Files)
+		}
+	}
+	if main.Default != "./static/collab.js" {
+		t.Errorf(`package.json: exports["."].default = %q, want the embedded ./static/collab.js`, main.Default)
+	}
+}
+
+// collab.d.ts types everything collab.js offers: exports, connection members, options and
+// events. (tsc checks the declarations themselves; this catches an API added to one file only.)
+func TestTypesCoverAPI(t *testing.T) {
+	js := readFile(t, "collab.js")
+	dts := readRepoFile(t, "collab.d.ts")
+	block := func(name, text, start string) string {
+		t.Helper()
+		i := strings.Index(text, start)
+		if i < 0 {
+			t.Fatalf("%s: no %q", name, start)
+		}
+		depth := 0
+		for j := i + len(start) - 1; j < len(text); j++ {
+			switch text[j] {
+			case '{':
+				depth++
+			case '}':
+				if depth--; depth == 0 {
+					return text[i : j+1]
+				}
+			}
+		}
+		t.Fatalf("%s: %q is not closed", name, start)
+		return ""
+	}
+	names := func(re, text string) []string {
+		var out []string
+		for _, m := range regexp.MustCompile(re).FindAllStringSubmatch(text, -1) {
+			if !slices.Contains(out, m[1]) {
+				out = append(out, m[1])
+			}
+		}
+		if len(out) == 0 {
+			t.Fatalf("no match for %s", re)
+		}
+		return out
+	}
+	check := func(what string, want []string, in string) {
+		t.Helper()
+		for _, n := range want {
+			if !regexp.MustCompile(`(?m)^\s*(readonly\s+|export declare (function|class|const)\s+)?` + n + `\b`).MatchString(in) {
+				t.Errorf("collab.d.ts does not declare %s %q", what, n)
+			}
+		}
+	}
+	check("export", names(`export (?:function|class|const) (\w+)`, js), dts)
+	// The connection object is the last object literal connect returns.
+	ret := js[strings.LastIndex(js[:strings.Index(js, "// ---- helpers")], "\n  return {"):]
+	check("connection member", names(`(?m)^    (?:get )?(\w+)(?:\(|,)`, block("collab.js", ret, "return {")), block("collab.d.ts", dts, "export interface Connection<"))
+	check("option", names(`opts\.(\w+)`, js), block("collab.d.ts", dts, "export interface ConnectOptions {"))
+	check("event", names(`emit\('(\w+)'`, js), block("collab.d.ts", dts, "export interface CollabEvents<"))
 }

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +19,9 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/golang-jwt/jwt/v5"
+
+	"collabd/nats/natstest"
 )
 
 // The browser test drives the demo page (frontend/) in headless Chromium against a real collabd
@@ -24,7 +30,6 @@ import (
 
 const (
 	browserDoc          = "browser-test"
-	browserScreenshot   = "/tmp/collabd-demo.png"
 	browserPollTimeout  = 10 * time.Second
 	browserPollInterval = 25 * time.Millisecond
 	// browserHTMLName must reach the other tab as text: an <img> made from it would run alert(1).
@@ -200,6 +205,8 @@ const browserDebugJS = `JSON.stringify({
   status: document.querySelector('[data-testid=status]')?.textContent,
   transport: window.collab?.transport,
   retry: document.querySelector('[data-testid=retry]')?.hidden === false,
+  runs: window.__runs && Object.fromEntries(Object.entries(window.__runs).map(([k, r]) =>
+    [k, { calls: r.calls, log: r.log.length > 8 ? [...r.log.slice(0, 4), '…', ...r.log.slice(-3)] : r.log }])),
   visibility: document.visibilityState,
   count: document.querySelector('[data-testid=member-count]')?.textContent,
   members: [...document.querySelectorAll('[data-testid=member-name]')].map((e) => e.textContent),
@@ -378,14 +385,7 @@ func TestBrowserDemo(t *testing.T) {
 		x, y := rel(p[0], p[1])
 		b.wait(t, fmt.Sprintf("A's cursor at (%.3f, %.3f)", x, y), browserCursorAtJS, nameA, x, y, tol)
 		if i == 0 {
-			png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
-			if err != nil {
-				t.Fatalf("screenshot: %v", err)
-			}
-			if err := os.WriteFile(browserScreenshot, png, 0o644); err != nil {
-				t.Fatalf("write screenshot: %v", err)
-			}
-			t.Logf("screenshot of tab B: %s", browserScreenshot)
+			browserShot(t, b, "collabd-demo.png")
 		}
 	}
 	// B never moved its pointer, so A shows no cursor for B.
@@ -426,6 +426,280 @@ func TestBrowserDemo(t *testing.T) {
 	for _, tab := range []*browserTab{a, b} {
 		for _, p := range tab.problems() {
 			t.Errorf("tab %s: %s", tab.name, p)
+		}
+	}
+}
+
+// browserBlockWebSocketJS makes WebSocket fail in the page the way a proxy that refuses it
+// does (error, then close 1006, before open). window.__wsAttempts counts this load's attempts.
+const browserBlockWebSocketJS = `(() => {
+  window.__wsAttempts = 0;
+  window.WebSocket = class {
+    constructor(url) {
+      window.__wsAttempts++;
+      this.url = url;
+      this.readyState = 0;
+      this.bufferedAmount = 0;
+      setTimeout(() => {
+        this.readyState = 3;
+        if (this.onerror) this.onerror(new Event('error'));
+        if (this.onclose) this.onclose(new CloseEvent('close', { code: 1006, reason: '', wasClean: false }));
+      }, 20);
+    }
+    send() { throw new DOMException('blocked', 'InvalidStateError'); }
+    close() {}
+  };
+})()`
+
+// browserTransportJS is true when the page is connected over the transport name and shows it.
+const browserTransportJS = `(name) => {
+  const el = document.querySelector('[data-testid=transport]');
+  return window.collab && window.collab.connected && window.collab.transport === name &&
+    !el.hidden && el.dataset.transport === name && el.textContent.length > 0;
+}`
+
+// browserCursorOnTopJS is true when the cursor labelled name is over the panel and drawn above
+// it: hit-testing (which follows the paint order) at its label's centre finds the label.
+const browserCursorOnTopJS = `(name) => {
+  const cur = [...document.querySelectorAll('[data-testid=cursor]')].find((c) =>
+    c.querySelector('[data-testid=cursor-label]').textContent === name);
+  if (!cur) return 'no cursor';
+  const label = cur.querySelector('[data-testid=cursor-label]');
+  const r = label.getBoundingClientRect();
+  const p = document.querySelector('[data-testid=panel]').getBoundingClientRect();
+  const x = r.left + r.width / 2, y = r.top + r.height / 2;
+  if (!(x > p.left && x < p.right && y > p.top && y < p.bottom)) return 'cursor label not over the panel';
+  cur.style.pointerEvents = 'auto';
+  label.style.pointerEvents = 'auto';
+  try {
+    const hit = document.elementFromPoint(x, y);
+    return label.contains(hit) ? 'on top' : 'hidden under ' + (hit && (hit.id || hit.className || hit.tagName));
+  } finally {
+    cur.style.pointerEvents = '';
+    label.style.pointerEvents = '';
+  }
+}`
+
+// browserCountdownJS returns the seconds of a "retrying in N s" status with the retry button
+// shown, or -1.
+const browserCountdownJS = `(() => {
+  const st = document.querySelector('[data-testid=status]');
+  const m = /retrying in (\d+) s/.exec(st.textContent);
+  const retry = document.querySelector('[data-testid=retry]');
+  return st.dataset.state === 'reconnecting' && m && !retry.hidden && retry.getClientRects().length > 0 ? Number(m[1]) : -1;
+})()`
+
+// browserRel returns a function from a tab's page coordinates to board-relative ones.
+func browserRel(t *testing.T, b *browserTab) func(px, py float64) (float64, float64) {
+	t.Helper()
+	r := browserEval[[]float64](t, b, `(() => { const r = document.querySelector('[data-testid=board]').getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()`)
+	return func(px, py float64) (float64, float64) { return (px - r[0]) / r[2], (py - r[1]) / r[3] }
+}
+
+func browserShot(t *testing.T, b *browserTab, name string) {
+	t.Helper()
+	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("tab %s: screenshot: %v", b.name, err)
+	}
+	path := filepath.Join(os.TempDir(), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatalf("write screenshot: %v", err)
+	}
+	t.Logf("screenshot of tab %s: %s", b.name, path)
+}
+
+// TestBrowserTransports: a page on WebSocket (instance 1), a page whose WebSocket is blocked so
+// that it falls back to SSE, and a page forced onto long polling (both on instance 2, one NATS)
+// see each other's presence, cursors and broadcasts; the SSE page remembers its transport across
+// a reload; when instance 2 goes away the pages count down to their next attempt and come back
+// with it.
+func TestBrowserTransports(t *testing.T) {
+	execPath := browserExecPath(t)
+	ns := natstest.NewServer(t)
+	s1 := browserStartServer(t, "-nats", ns.URL())
+	s2 := browserStartServer(t, "-nats", ns.URL())
+	root := browserStart(t, execPath, 60*time.Second)
+
+	const doc = "browser-transports"
+	const nameW, nameS, nameP = "Wanda WebSocket", "Sam SSE", "Polly Poll"
+	w := browserOpenTab(t, root, "W", s1.URL()+"/?doc="+doc+"&user=wanda", 1200, 800, nameW)
+	s := browserOpenTab(t, root, "S", s2.URL()+"/?doc="+doc+"&user=sam", 1000, 700, nameS, browserBlockWebSocketJS)
+	p := browserOpenTab(t, root, "P", s2.URL()+"/?doc="+doc+"&user=polly&transport=poll", 900, 650, nameP)
+	tabs := []*browserTab{w, s, p}
+
+	w.wait(t, "on WebSocket", browserTransportJS, "websocket")
+	s.wait(t, "fell back to SSE", browserTransportJS, "sse")
+	p.wait(t, "forced onto long polling", browserTransportJS, "poll")
+	if n := browserEval[int](t, s, `window.__wsAttempts`); n < 1 {
+		t.Errorf("tab S: %d WebSocket attempts before SSE, want at least 1", n)
+	}
+
+	// Presence, with three different palette colours.
+	for _, tab := range tabs {
+		tab.wait(t, "presence shows all three", browserMembersJS, nameW, nameS, nameP)
+	}
+	w.wait(t, "three different colours", `() => {
+		const cs = [...document.querySelectorAll('[data-testid=member] .dot')].map((d) => d.style.getPropertyValue('--c'));
+		return cs.length === 3 && new Set(cs).size === 3 && cs.every((c) => /^#[0-9a-f]{6}$/.test(c) && c !== '#94a3b8');
+	}`)
+
+	// Cursors both ways between WebSocket and each fallback.
+	const tol = 0.01
+	move := func(from *browserTab, name string, px, py float64, to ...*browserTab) {
+		t.Helper()
+		from.do(t, "move the mouse", chromedp.MouseEvent(chromedp.MouseMoved, px, py))
+		x, y := browserRel(t, from)(px, py)
+		for _, tab := range to {
+			tab.wait(t, fmt.Sprintf("%s's cursor at (%.3f, %.3f)", name, x, y), browserCursorAtJS, name, x, y, tol)
+		}
+	}
+	move(w, nameW, 360, 240, s, p)
+	move(s, nameS, 200, 150, w, p)
+	move(p, nameP, 300, 500, w, s)
+
+	// Broadcasts both ways.
+	click := func(from *browserTab, name string, px, py float64, to ...*browserTab) {
+		t.Helper()
+		from.do(t, "click", chromedp.MouseClickXY(px, py))
+		x, y := browserRel(t, from)(px, py)
+		for _, tab := range to {
+			tab.wait(t, name+"'s ping", browserPingAtJS, name, x, y, tol)
+		}
+	}
+	click(w, nameW, 600, 400, s, p)
+	click(s, nameS, 300, 300, w)
+	click(p, nameP, 450, 200, w)
+
+	// A cursor where W's panel is stays visible: drawn above the panel.
+	ws := browserEval[[]float64](t, w, `(() => { const p = document.querySelector('[data-testid=panel]').getBoundingClientRect(); return [p.left, p.top, p.width, p.height, innerWidth, innerHeight]; })()`)
+	rx, ry := (ws[0]+ws[2]*0.3)/ws[4], (ws[1]+ws[3]*0.4)/ws[5] // board-relative, inside W's panel
+	ss := browserEval[[]float64](t, s, `[innerWidth, innerHeight]`)
+	move(s, nameS, rx*ss[0], ry*ss[1], w)
+	if got := browserEval[string](t, w, "("+browserCursorOnTopJS+")("+strconv.Quote(nameS)+")"); got != "on top" {
+		t.Errorf("tab W: a cursor over the panel: %s", got)
+	}
+	browserShot(t, w, "collabd-demo-transports.png")
+
+	// A reload goes straight to the remembered transport: no WebSocket attempt, and the old
+	// session leaves (W lists three members again, not four).
+	s.do(t, "reload", chromedp.Reload())
+	s.wait(t, "back on SSE after the reload", browserTransportJS, "sse")
+	if n := browserEval[int](t, s, `window.__wsAttempts`); n != 0 {
+		t.Errorf("tab S: %d WebSocket attempts after the reload, want 0 (SSE remembered)", n)
+	}
+	w.wait(t, "S's old session gone, the new one present", browserMembersJS, nameW, nameS, nameP)
+
+	// Instance 2 goes away: its pages count down (ticking) with a retry button; W sees them leave.
+	s2.stop()
+	w.wait(t, "S and P left", browserMembersJS, nameW)
+	s.wait(t, "countdown of 2 s or more", `() => (`+browserCountdownJS+`) >= 2`)
+	n := browserEval[int](t, s, browserCountdownJS)
+	browserShot(t, s, "collabd-demo-reconnecting.png")
+	s.wait(t, "countdown ticks", `(n) => { const m = (`+browserCountdownJS+`); return m >= 0 && m < n; }`, n)
+	p.wait(t, "P counts down too", `() => (`+browserCountdownJS+`) >= 0`)
+
+	// It comes back: "Retry now" reconnects at once; every page is back on its transport.
+	s2.start()
+	for _, tab := range []*browserTab{s, p} {
+		tab.do(t, "click retry", chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-testid=retry]').click()`))
+	}
+	s.wait(t, "S back on SSE", browserTransportJS, "sse")
+	p.wait(t, "P back on long polling", browserTransportJS, "poll")
+	for _, tab := range tabs {
+		tab.wait(t, "presence shows all three again", browserMembersJS, nameW, nameS, nameP)
+	}
+	move(p, nameP, 320, 420, w)
+	move(w, nameW, 500, 300, s, p)
+
+	// 420 px wide: the panel is a bar at the bottom that covers a small part of the board.
+	s.do(t, "narrow viewport", chromedp.EmulateViewport(420, 800))
+	s.wait(t, "panel collapsed at the bottom", `() => {
+		const p = document.querySelector('[data-testid=panel]').getBoundingClientRect();
+		const b = document.querySelector('[data-testid=board]').getBoundingClientRect();
+		return b.width === 420 && p.height < b.height * 0.2 && p.bottom <= b.bottom && p.top > b.height / 2;
+	}`)
+	move(w, nameW, 700, 200, s)
+	browserShot(t, s, "collabd-demo-420.png")
+
+	for _, tab := range tabs {
+		for _, pr := range tab.problems() {
+			t.Errorf("tab %s: %s", tab.name, pr)
+		}
+	}
+}
+
+// TestBrowserTokenRefresh: with a token function, a 4001 (the token expired) fetches a fresh
+// token and reconnects; a fresh token refused at once stops with the server's reason instead
+// of spinning. Over each transport, in a real page against a real server with auth on.
+func TestBrowserTokenRefresh(t *testing.T) {
+	execPath := browserExecPath(t)
+	const secret = "browser-test-secret"
+	srv := browserStartServer(t, "-nats-listen", "off", "-jwt-secret", secret)
+	root := browserStart(t, execPath, 60*time.Second)
+	mint := func(sub string, exp time.Time, key string) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "exp": exp.Unix()}).SignedString([]byte(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	ctx, cancel := chromedp.NewContext(root)
+	t.Cleanup(cancel)
+	tab := &browserTab{name: "T", ctx: ctx, cancel: cancel}
+	// Any page of the server's origin can import collab.js; this one runs nothing by itself.
+	tab.do(t, "open a page of the server", chromedp.Navigate(srv.URL()+"/style.css"))
+	tab.do(t, "load collab.js", chromedp.Evaluate[chromedp.Void](`import('/collab.js').then((m) => {
+		window.__runs = {};
+		// start connects to doc over transports with a token function returning tokens in turn
+		// (the last one again and again), and records what happens.
+		window.__start = (doc, transports, tokens) => {
+			const run = { log: [], calls: 0 };
+			const c = m.connect({ doc, transports, backoffMin: 100, backoffMax: 200,
+				token: () => tokens[Math.min(run.calls++, tokens.length - 1)] });
+			c.on('welcome', () => run.log.push('welcome'));
+			c.on('close', (code, reason, retry) => run.log.push(code + ' ' + reason + (retry == null ? ' (stop)' : ' (retry)')));
+			window.__runs[doc] = run;
+		};
+	})`, chromedp.EvalAwaitPromise))
+
+	for _, tr := range []string{"websocket", "sse", "poll"} {
+		// Started together: each case waits for a token to expire (exp has 1 s granularity).
+		soon := time.Now().Add(3 * time.Second)
+		cases := map[string][]string{
+			// expires mid-connection; the fresh token works
+			"refresh": {mint("ann", soon, secret), mint("ann", time.Now().Add(time.Hour), secret)},
+			// expires mid-connection; the fresh one expires a second later, right after its
+			// welcome (or before it, when the first close reached the page late): stop
+			"again": {mint("bob", soon, secret), mint("bob", soon.Add(time.Second), secret)},
+		}
+		// never valid: refused twice (the token function is called again once), then stop
+		cases["refused"] = []string{mint("cat", time.Now().Add(time.Hour), "wrong-secret")}
+		for name, tokens := range cases {
+			js, _ := json.Marshal(tokens)
+			tab.do(t, "start "+name, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`__start(%q, [%q], %s)`, tr+"-"+name, tr, js)))
+		}
+		state := func(doc string) string {
+			return `JSON.stringify(window.__runs[` + strconv.Quote(doc) + `])`
+		}
+		tab.wait(t, tr+": refreshed and joined again", `(doc) => {
+			const r = window.__runs[doc];
+			return r.log.join('|') === 'welcome|4001 token expired (retry)|welcome' && r.calls === 2;
+		}`, tr+"-refresh")
+		tab.wait(t, tr+": a fresh token that fails at once stops", `(doc) => {
+			const r = window.__runs[doc];
+			return /^welcome\|4001 token expired \(retry\)(\|welcome)?\|4001 token expired \(stop\)$/.test(r.log.join('|')) && r.calls === 2;
+		}`, tr+"-again")
+		tab.wait(t, tr+": a refused token stops with the server's reason", `(doc) => {
+			const r = window.__runs[doc];
+			return r.calls === 2 && r.log.length === 2 && /^4001 (token invalid|invalid token).* \(retry\)$/.test(r.log[0]) && /^4001 (token invalid|invalid token).* \(stop\)$/.test(r.log[1]);
+		}`, tr+"-refused")
+		if t.Failed() {
+			for name := range cases {
+				t.Logf("%s %s: %s", tr, name, browserEval[string](t, tab, state(tr+"-"+name)))
+			}
+			return
 		}
 	}
 }
