@@ -276,7 +276,7 @@ export function connect(opts = {}) {
       stopped = true;
       return finish(code, reason);
     }
-    if (!wasReady && failed && !reason) reason = 'cannot connect';
+    if (!wasReady && failed) reason = reason ? 'cannot connect (' + reason + ')' : 'cannot connect';
     scheduleReconnect(code, reason, wasReady);
   }
 
