@@ -78,7 +78,7 @@ export interface CollabEvents<S = Record<string, unknown>, C = Record<string, un
   error: (error: CollabError) => void;
   /**
    * The connection closed. `retryIn` is the ms until the next attempt, or `null` when the client
-   * stopped for good (close(), 1000, 4001, 4003, or an HTTP 400 refusal).
+   * stopped for good (close(), 4001, 4003, or an HTTP 400 refusal).
    */
   close: (code: number, reason: string, retryIn: number | null) => void;
 }

@@ -16,8 +16,10 @@
 const DOC_RE = /^[A-Za-z0-9_\-:.]{1,128}$/;
 /** TRANSPORTS are the transport names, in the order they are tried by default. */
 export const TRANSPORTS = Object.freeze(['websocket', 'sse', 'poll']);
-// Close codes after which reconnecting cannot help: normal close and auth refusals.
-const FINAL_CODES = new Set([1000, 4001, 4003]);
+// Close codes after which reconnecting cannot help: auth refusals. (1000 ends for good when
+// the client closed; from the server it only ends a long-polling session that went unpolled
+// too long, and the client opens a new one.)
+const FINAL_CODES = new Set([4001, 4003]);
 const RESTART_CODE = 1012; // instance restarting or draining: come back promptly
 const AUTH_SETTLE = 2000; // ms: a 4001 sooner than this after a refreshed token's welcome is "at once"
 const MAX_BUFFERED = 64 * 1024; // skip cursor frames while the socket is this backed up
