@@ -595,6 +595,9 @@ func TestBrowserTransports(t *testing.T) {
 	w.wait(t, "S and P left", browserMembersJS, nameW)
 	s.wait(t, "countdown of 2 s or more", `() => (`+browserCountdownJS+`) >= 2`)
 	n := browserEval[int](t, s, browserCountdownJS)
+	if got := browserEval[string](t, s, `(() => { const e = document.querySelector('[data-testid=transport]'); return e.dataset.transport + (e.classList.contains('stale') ? ' stale' : ''); })()`); got != "sse stale" {
+		t.Errorf("tab S: transport badge while reconnecting = %q, want %q (the transport that joined last, dimmed)", got, "sse stale")
+	}
 	browserShot(t, s, "collabd-demo-reconnecting.png")
 	s.wait(t, "countdown ticks", `(n) => { const m = (`+browserCountdownJS+`); return m >= 0 && m < n; }`, n)
 	p.wait(t, "P counts down too", `() => (`+browserCountdownJS+`) >= 0`)
@@ -621,6 +624,9 @@ func TestBrowserTransports(t *testing.T) {
 	}`)
 	move(w, nameW, 700, 200, s)
 	browserShot(t, s, "collabd-demo-420.png")
+	s.do(t, "open the panel", chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-testid=panel-toggle]').click()`))
+	s.wait(t, "panel open with the members", browserMembersJS, nameW, nameS, nameP)
+	browserShot(t, s, "collabd-demo-420-open.png")
 
 	for _, tab := range tabs {
 		for _, pr := range tab.problems() {

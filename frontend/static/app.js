@@ -225,23 +225,25 @@ function start() {
     const r = (reason || '').trim() || { 4001: 'token missing or invalid', 4003: 'not allowed here', 1012: 'server restarting' }[code] || 'connection lost';
     return r[0].toUpperCase() + r.slice(1);
   };
-  const showTransport = (name) => {
+  // The badge names the transport that joined last; dimmed while not connected (the status says
+  // which one is being tried).
+  const showTransport = (name, live) => {
     transportEl.hidden = !name;
     transportEl.textContent = TRANSPORT_NAMES[name] || name || '';
     transportEl.dataset.transport = name || '';
+    transportEl.classList.toggle('stale', !live);
   };
-  showTransport(c.transport);
   const stopCountdown = () => { clearInterval(countdown); countdown = 0; };
   const tryAgain = () => { if (c.reconnect()) { stopCountdown(); retryBtn.hidden = true; setStatus('connecting', 'Connecting…'); } };
   retryBtn.addEventListener('click', tryAgain);
 
   c.on('transport', (name) => {
-    showTransport(name);
-    if (!c.connected && !countdown) setStatus('connecting', 'Connecting via ' + TRANSPORT_NAMES[name] + '…');
+    if (!countdown) setStatus('connecting', 'Connecting via ' + TRANSPORT_NAMES[name] + '…');
   });
   c.on('open', () => { stopCountdown(); retryBtn.hidden = true; setStatus('connecting', 'Joining…'); });
   c.on('welcome', () => {
     colorChosen = false;
+    showTransport(c.transport, true);
     stopCountdown();
     retryBtn.hidden = true;
     setStatus('online', 'Connected');
@@ -252,6 +254,7 @@ function start() {
   });
   c.on('close', (code, reason, retryIn) => {
     clearInterval(rttTimer);
+    showTransport(transportEl.dataset.transport, false);
     for (const cur of cursors.values()) cur.el.remove();
     cursors.clear();
     stopCountdown();
