@@ -246,9 +246,9 @@ func (b *browserTab) do(t *testing.T, what string, actions ...chromedp.Action[ch
 	}
 }
 
-func browserEval[T any](t *testing.T, b *browserTab, expr string) T {
+func browserEval[T any](t *testing.T, b *browserTab, expr string, opts ...chromedp.EvaluateOption) T {
 	t.Helper()
-	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](expr, opts...))
 	if err != nil {
 		t.Fatalf("tab %s: evaluate %s: %v", b.name, expr, err)
 	}
@@ -570,6 +570,17 @@ func TestBrowserTransports(t *testing.T) {
 	click(w, nameW, 600, 400, s, p)
 	click(s, nameS, 300, 300, w)
 	click(p, nameP, 450, 200, w)
+
+	// Round trips (a ping and its pong) per transport: logged for docs/client.md, not asserted.
+	for _, tab := range tabs {
+		ms := browserEval[[]float64](t, tab, `(async () => {
+			const ms = [];
+			for (let i = 0; i < 21; i++) ms.push(await window.collab.ping());
+			return ms.sort((a, b) => a - b);
+		})()`, chromedp.EvalAwaitPromise)
+		t.Logf("tab %s (%s): ping round trip median %.0f ms, max %.0f ms over %d", tab.name,
+			browserEval[string](t, tab, `window.collab.transport`), ms[len(ms)/2], ms[len(ms)-1], len(ms))
+	}
 
 	// A cursor where W's panel is stays visible: drawn above the panel.
 	ws := browserEval[[]float64](t, w, `(() => { const p = document.querySelector('[data-testid=panel]').getBoundingClientRect(); return [p.left, p.top, p.width, p.height, innerWidth, innerHeight]; })()`)
