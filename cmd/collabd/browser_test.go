@@ -24,9 +24,12 @@ import (
 	"collabd/nats/natstest"
 )
 
-// The browser test drives the demo page (frontend/) in headless Chromium against a real collabd
-// started through run. It needs a Chromium binary: COLLABD_CHROMIUM, else /usr/bin/chromium.
-// Without one it skips, except when CI=true, where it fails so that CI never skips silently.
+// The browser tests drive the demo page and collab.js (frontend/) in headless Chromium against
+// real collabd instances started through run: the demo over WebSocket (TestBrowserDemo), the
+// fallback transports across two instances (TestBrowserTransports) and token refresh
+// (TestBrowserTokenRefresh). Screenshots go to the temp directory (the test log names them).
+// They need a Chromium binary: COLLABD_CHROMIUM, else /usr/bin/chromium. Without one they skip,
+// except when CI=true, where they fail so that CI never skips silently.
 
 const (
 	browserDoc          = "browser-test"
