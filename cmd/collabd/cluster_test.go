@@ -13,7 +13,8 @@ import (
 // broadcasts flow: kill -9 of the node an instance is connected to, that node's restart, a
 // second node's graceful stop. After each, the instances' clients must still be connected
 // and presence everywhere must come back to the truth (every member, no ghost) with cursors
-// flowing between every pair of instances again. The time that took is logged (-v).
+// flowing between every pair of instances again. The time that took is logged (-v). No
+// broadcast that the server acknowledged may be missing at the end.
 func TestNATSCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node nats-server cluster and collabd processes")
@@ -106,7 +107,7 @@ func TestNATSCluster(t *testing.T) {
 	took = cl.converge("freeze of "+frozen.name, froze, cl.reconnectedAway(moved, u))
 	t.Logf("SIGSTOP of %s (had%s): converged in %s; now on:%s", frozen.name, names(moved), procMS(took), where())
 
-	cl.reportBroadcasts("start", "restart of "+victim.name, "newcomers")
+	cl.reportBroadcasts()
 }
 
 // clusterLoad drives cursors and numbered broadcasts from every client from the test's
@@ -268,8 +269,9 @@ func (cl *clusterLoad) converge(phase string, since time.Time, extra func() bool
 
 // reportBroadcasts waits until every broadcast sent was acknowledged or lost for good, then
 // logs, per phase, how many deliveries to the other clients of the sender's document were
-// missing. In the calm phases (no NATS node failing) there must be none.
-func (cl *clusterLoad) reportBroadcasts(calm ...string) {
+// missing. There must be none: what a node's failure lost in flight, the receiving instance
+// notices as a gap in the sender's numbering and has replayed (collab/replay.go).
+func (cl *clusterLoad) reportBroadcasts() {
 	cl.t.Helper()
 	expected := func() (map[string]int, map[string]int) {
 		want, missed := map[string]int{}, map[string]int{}
@@ -297,10 +299,11 @@ func (cl *clusterLoad) reportBroadcasts(calm ...string) {
 		}
 		return want, missed
 	}
-	// Delivery is asynchronous: wait until nothing is missing or nothing changes for 1s.
+	// Delivery is asynchronous, and a replay may wait for the next broadcast or snapshot:
+	// wait until nothing is missing or nothing changed for 3s.
 	var want, missed map[string]int
 	last, lastChange := -1, time.Now()
-	for time.Since(lastChange) < time.Second {
+	for time.Since(lastChange) < 3*time.Second {
 		want, missed = expected()
 		total := 0
 		for _, m := range missed {
@@ -314,9 +317,9 @@ func (cl *clusterLoad) reportBroadcasts(calm ...string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	for _, phase := range calm {
-		if missed[phase] > 0 {
-			cl.t.Errorf("%s: %d of %d broadcast deliveries missing with the cluster healthy", phase, missed[phase], want[phase])
+	for phase, m := range missed {
+		if m > 0 {
+			cl.t.Errorf("%s: %d of %d broadcast deliveries missing", phase, m, want[phase])
 		}
 	}
 	for phase, w := range want {
