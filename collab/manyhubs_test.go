@@ -80,8 +80,12 @@ func TestManyHubs(t *testing.T) {
 	joined := time.Since(t0)
 	c1, cpu1 := hubCounters(t, srv, names), cpuTime()
 	heap1 := heapInUse()
-	t.Logf("%d members in %d documents joined on %d hubs and presence complete everywhere in %s; core heap %.1f KiB per member (hubs, documents, sessions, outboxes)",
-		len(all), nDocs, nHubs, time.Since(t0).Round(time.Millisecond), float64(heap1-heap0)/1024/float64(len(all)))
+	openings := 0
+	for _, docs := range docsOn {
+		openings += len(docs)
+	}
+	t.Logf("%d members in %d documents joined on %d hubs (%d document openings: a document open on an instance) and presence complete everywhere in %s; core heap %.1f KiB per member (hubs, documents, sessions, outboxes)",
+		len(all), nDocs, nHubs, openings, time.Since(t0).Round(time.Millisecond), float64(heap1-heap0)/1024/float64(len(all)))
 	logTraffic(t, "joins (sync requests and snapshots)", names, perHub, docsOn, c0, c1, joined, cpu1-cpu0)
 
 	// Idle: nothing but heartbeats.
