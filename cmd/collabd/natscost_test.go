@@ -20,37 +20,47 @@ import (
 
 // TestNATSServerCost measures what a nats-server process spends per message in collabd's
 // traffic pattern: 12 instances on their own connections (collabd's nats.Bus), 200
-// documents each held by 4 of them (subscribed to collab.doc.<t>.*, as an instance with
-// members there is), every instance publishing cursor batches of 150 bytes into its
-// documents as fast as it can; with NoEcho each is delivered to the 3 other holders. It
-// checks that every message arrives and logs (-v) the server's CPU per message, for the
-// NATS sizing in docs/scaling.md.
+// documents, every instance publishing cursor batches of 150 bytes into the documents it
+// holds (is subscribed to, collab.doc.<t>.*, as an instance with members there is) as fast
+// as it can. Two layouts: each document held by 4 instances (with NoEcho each message is
+// delivered to the 3 others), and each held by one (the message reaches nobody: the
+// documents of a load balancer that keeps a document on one instance). It checks that every
+// message arrives and logs (-v) the server's CPU per message, for docs/scaling.md.
 func TestNATSServerCost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("pushes about a million messages through a nats-server process")
 	}
+	bins := procBuild(t)
+	nd := startNatsCluster(t, bins.natsServer, 1)[0]
+	if _, ok := procCPU(nd.p.cmd.Process.Pid); !ok {
+		t.Skip("no /proc: cannot read the server's CPU time")
+	}
+	for _, holders := range []int{4, 1} {
+		natsCost(t, nd, holders)
+	}
+}
+
+// natsCost runs one layout of TestNATSServerCost: each document held by holders instances.
+func natsCost(t *testing.T, nd *natsNode, holders int) {
 	const (
 		nInst   = 12
 		nDocs   = 200
-		holders = 4
 		perInst = 25000
 		size    = 150
 	)
-	bins := procBuild(t)
-	nd := startNatsCluster(t, bins.natsServer, 1)[0]
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	buses := make([]*nats.Bus, nInst)
 	for i := range buses {
-		b, err := nats.Open(ctx, nats.Options{URL: nd.url(), Name: "inst-" + strconv.Itoa(i), Logger: quiet})
+		b, err := nats.Open(ctx, nats.Options{URL: nd.url(), Name: "inst-" + strconv.Itoa(i), Prefix: "h" + strconv.Itoa(holders), Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() {
+		defer func() {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			b.Close(cctx)
-		})
+		}()
 		buses[i] = b
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -71,17 +81,15 @@ func TestNATSServerCost(t *testing.T) {
 		}
 	}
 	// Expected deliveries: each publish reaches the other holders of its document.
-	want := int64(0)
+	published, want := int64(0), int64(0)
 	for i := range buses {
 		if len(held[i]) > 0 { // an instance that holds no document publishes nothing
-			want += perInst * (holders - 1)
+			published += perInst
+			want += perInst * int64(holders-1)
 		}
 	}
 	payload := bytes.Repeat([]byte("x"), size)
-	cpu0, ok := procCPU(nd.p.cmd.Process.Pid)
-	if !ok {
-		t.Skip("no /proc: cannot read the server's CPU time")
-	}
+	cpu0, _ := procCPU(nd.p.cmd.Process.Pid)
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, nInst)
@@ -113,11 +121,14 @@ func TestNATSServerCost(t *testing.T) {
 	if got := received.Load(); got != want {
 		t.Errorf("got %d deliveries, want %d", got, want)
 	}
-	published := want / (holders - 1)
 	cpu := cpu1 - cpu0
-	t.Logf("nats-server: %d published (%d B payload) and %d delivered in %s (%.0f delivered/s); server CPU %s: %.2f µs per delivered message, %.2f µs per message in or out",
-		published, size, want, took.Round(time.Millisecond), float64(want)/took.Seconds(), cpu,
-		float64(cpu.Nanoseconds())/1e3/float64(want), float64(cpu.Nanoseconds())/1e3/float64(want+published))
+	perDelivered := "no deliveries"
+	if want > 0 {
+		perDelivered = fmt.Sprintf("%.2f µs per delivered message", float64(cpu.Nanoseconds())/1e3/float64(want))
+	}
+	t.Logf("nats-server, documents held by %d of %d instances: %d published (%d B payload) in %s, %d delivered (%.0f/s); server CPU %s: %.2f µs per published message, %s",
+		holders, nInst, published, size, took.Round(time.Millisecond), want, float64(want)/took.Seconds(), cpu,
+		float64(cpu.Nanoseconds())/1e3/float64(published), perDelivered)
 }
 
 // procCPU returns the user and system CPU time of process pid, from /proc/<pid>/stat
