@@ -20,7 +20,8 @@ import (
 // again on the same address) while 100 clients move cursors and send numbered broadcasts.
 // The clients are Go clients that behave as collab.js does: on close code 1012 they come
 // back after a jittered 50-500 ms, through a load balancer that sends them to an instance
-// whose /readyz answers 200 (and not to the one that closed them). Checked: every close is
+// whose /readyz answers 200 (and not to the one that closed them); the instances run with a
+// drain delay, so the balancer sees the 503 before the 1012s go out. Checked: every close is
 // a 1012; every client is back and presence everywhere is the truth after each restart; no
 // client's presence ever shows a member whose connection ended more than 2s before (the
 // instances run with a 5s down-after, so only the goodbye of a draining instance removes
@@ -36,11 +37,12 @@ func TestRollingRestart(t *testing.T) {
 		nClients   = 100
 		nDocs      = 10
 		ghostAfter = 2 * time.Second
+		drainDelay = 300 * time.Millisecond // /readyz 503 while still serving, so the balancer stops sending clients first
 	)
 	bins := procBuild(t)
 	ns := startNatsProc(t, bins.natsServer)
 	flags := func(port int) []string {
-		return []string{"-addr", "127.0.0.1:" + strconv.Itoa(port), "-heartbeat", "200ms", "-down-after", "5s"}
+		return []string{"-addr", "127.0.0.1:" + strconv.Itoa(port), "-heartbeat", "200ms", "-down-after", "5s", "-drain-delay", drainDelay.String()}
 	}
 	ports := make([]int, nInstances)
 	insts := make([]*collabdProc, nInstances)
