@@ -11,10 +11,11 @@ import (
 // TestNATSCluster runs three collabd instances on a cluster of three nats-server processes,
 // each instance given every node's URL, and breaks the cluster while cursors and numbered
 // broadcasts flow: kill -9 of the node an instance is connected to, that node's restart, a
-// second node's graceful stop. After each, the instances' clients must still be connected
-// and presence everywhere must come back to the truth (every member, no ghost) with cursors
-// flowing between every pair of instances again. The time that took is logged (-v). No
-// broadcast that the server acknowledged may be missing at the end.
+// second node's graceful stop, then a freeze (SIGSTOP) of the node an instance is on. After
+// each, the instances' clients must still be connected and presence everywhere must come
+// back to the truth (every member, no ghost) with cursors flowing between every pair of
+// instances again. The time that took, and the members that left and came back meanwhile,
+// are logged (-v). No broadcast that the server acknowledged may be missing at the end.
 func TestNATSCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node nats-server cluster and collabd processes")
@@ -101,6 +102,9 @@ func TestNATSCluster(t *testing.T) {
 	// node, everything must come back.
 	u, _ = a.natsServer()
 	frozen := nodeOf(nodes, u)
+	if frozen == nil {
+		t.Fatalf("A's NATS server %q is none of the cluster's nodes", u)
+	}
 	moved = cl.onNode(insts, u)
 	froze := time.Now()
 	frozen.p.signal(t, syscall.SIGSTOP)
@@ -231,7 +235,7 @@ func (cl *clusterLoad) converged(from int) (bool, string) {
 // converge keeps the load flowing until extra (if any) holds and the clients converged,
 // and stayed so for a second (longer than down-after, so that a late eviction would show);
 // it returns the time from since to the moment they converged for good. It fails the test
-// after 15s, or when a client's connection ends.
+// after 30s, or when a client's connection ends.
 func (cl *clusterLoad) converge(phase string, since time.Time, extra func() bool) time.Duration {
 	cl.t.Helper()
 	const hold, limit = time.Second, 30 * time.Second
@@ -269,7 +273,7 @@ func (cl *clusterLoad) converge(phase string, since time.Time, extra func() bool
 
 // reportBroadcasts waits until every broadcast sent was acknowledged or lost for good, then
 // logs, per phase, how many deliveries to the other clients of the sender's document were
-// missing. There must be none: what a node's failure lost in flight, the receiving instance
+// missing. There must be none, and none out of order: what a node's failure lost in flight, the receiving instance
 // notices as a gap in the sender's numbering and has replayed (collab/replay.go).
 func (cl *clusterLoad) reportBroadcasts() {
 	cl.t.Helper()
@@ -320,6 +324,15 @@ func (cl *clusterLoad) reportBroadcasts() {
 	for phase, m := range missed {
 		if m > 0 {
 			cl.t.Errorf("%s: %d of %d broadcast deliveries missing", phase, m, want[phase])
+		}
+	}
+	for _, c := range cl.clients { // one sender's broadcasts arrive in the order it sent them
+		last := map[string]int{}
+		for _, b := range c.broadcasts() {
+			if n, ok := last[b.Data.Sender]; ok && b.Data.N <= n {
+				cl.t.Errorf("%s got broadcast %d of %s after %d", c.name, b.Data.N, b.Data.Sender, n)
+			}
+			last[b.Data.Sender] = b.Data.N
 		}
 	}
 	for phase, w := range want {
