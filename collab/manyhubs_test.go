@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,11 +41,12 @@ func TestManyHubs(t *testing.T) {
 		cursorHz   = 10
 	)
 	srv := startMonitoredServer(t)
+	syncs := &durations{}
 	hubs := make([]*collab.Hub, nHubs)
 	names := make([]string, nHubs)
 	for i := range hubs {
 		names[i] = fmt.Sprintf("collabd-%02d", i)
-		hubs[i] = newNamedHub(t, srv.ClientURL(), names[i])
+		hubs[i] = newNamedHub(t, srv.ClientURL(), names[i], syncs.add)
 	}
 	peersKnown(t, nHubs-1, hubs...)
 
@@ -86,6 +89,7 @@ func TestManyHubs(t *testing.T) {
 	}
 	t.Logf("%d members in %d documents joined on %d hubs (%d document openings: a document open on an instance) and presence complete everywhere in %s; core heap %.1f KiB per member (hubs, documents, sessions, outboxes)",
 		len(all), nDocs, nHubs, openings, time.Since(t0).Round(time.Millisecond), float64(heap1-heap0)/1024/float64(len(all)))
+	t.Logf("document openings waited for the other instances' presence: %s", syncs.summary())
 	logTraffic(t, "joins (sync requests and snapshots)", names, perHub, docsOn, c0, c1, joined, cpu1-cpu0)
 
 	// Idle: nothing but heartbeats.
@@ -154,15 +158,15 @@ func startMonitoredServer(t *testing.T) *server.Server {
 }
 
 // newNamedHub runs a hub with the default heartbeat on its own connection, named name in
-// the server's monitoring.
-func newNamedHub(t *testing.T, url, name string) *collab.Hub {
+// the server's monitoring; onSync is told how long each document opening waited.
+func newNamedHub(t *testing.T, url, name string, onSync func(time.Duration)) *collab.Hub {
 	t.Helper()
 	ctx := context.Background()
 	bus, err := nats.Open(ctx, nats.Options{URL: url, Name: name, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := collab.NewHub(ctx, bus, collab.Config{Logger: quiet()})
+	h, err := collab.NewHub(ctx, bus, collab.Config{Logger: quiet(), OnSync: onSync})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +226,31 @@ func logTraffic(t *testing.T, phase string, names []string, perHub []int, docsOn
 	fmt.Fprintf(&sb, "  %-11s %7s %5s %10.1f %10.1f %12.0f %12.0f", "all", "", "",
 		float64(tot.inMsgs)/sec, float64(tot.outMsgs)/sec, float64(tot.inBytes)/sec, float64(tot.outBytes)/sec)
 	t.Log(sb.String())
+}
+
+// durations collects durations from many goroutines.
+type durations struct {
+	mu sync.Mutex
+	ds []time.Duration // guarded by mu
+}
+
+func (d *durations) add(v time.Duration) {
+	d.mu.Lock()
+	d.ds = append(d.ds, v)
+	d.mu.Unlock()
+}
+
+// summary is n, median, p99 and max.
+func (d *durations) summary() string {
+	d.mu.Lock()
+	ds := slices.Clone(d.ds)
+	d.mu.Unlock()
+	if len(ds) == 0 {
+		return "none"
+	}
+	slices.Sort(ds)
+	q := func(f float64) time.Duration { return ds[int(f*float64(len(ds)-1))].Round(10 * time.Microsecond) }
+	return fmt.Sprintf("n=%d, median %s, p99 %s, max %s", len(ds), q(0.5), q(0.99), q(1))
 }
 
 func cpuTime() time.Duration {
