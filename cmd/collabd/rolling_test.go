@@ -73,21 +73,22 @@ func TestRollingRestart(t *testing.T) {
 		w.clients = append(w.clients, c)
 		wg.Go(func() { c.run(stop, i%nInstances) })
 	}
-	wait := func(what string, timeout time.Duration) time.Time {
-		t.Helper()
-		procPoll(t, timeout, what, func() bool {
-			ok, _ := w.converged()
-			return ok
-		})
-		return time.Now()
-	}
-	wait("100 clients connected, presence complete", 20*time.Second)
+	procPoll(t, 20*time.Second, "100 clients connected, presence complete", func() bool {
+		ok, _ := w.converged()
+		return ok
+	})
 	loadStop := make(chan struct{})
 	wg.Go(func() { w.load(loadStop, stop, 100*time.Millisecond, 5) })
 	time.Sleep(2 * time.Second) // traffic before the first restart, so that it has something to interrupt
 
 	for i, inst := range insts {
 		before := w.reconnects()
+		var leaving []*rconn // the instance's clients: each must end and come back elsewhere
+		for _, rc := range w.open() {
+			if rc.slot == i {
+				leaving = append(leaving, rc)
+			}
+		}
 		sent := time.Now()
 		inst.signal(t, syscall.SIGTERM)
 		if err := inst.waitExit(t, 15*time.Second); err != nil {
@@ -96,12 +97,20 @@ func TestRollingRestart(t *testing.T) {
 		exited := time.Since(sent)
 		insts[i] = startCollabdProc(t, bins.collabd, inst.name, ns.url(), flags(ports[i])...)
 		up := time.Since(sent)
-		procPoll(t, 20*time.Second, "presence converged after restarting "+inst.name, func() bool {
+		procPoll(t, 20*time.Second, "clients back and presence converged after restarting "+inst.name, func() bool {
+			for _, rc := range leaving {
+				rc.mu.Lock()
+				closed := !rc.closedAt.IsZero()
+				rc.mu.Unlock()
+				if !closed {
+					return false
+				}
+			}
 			ok, _ := w.converged()
 			return ok
 		})
-		t.Logf("restart of %s: exited %s after SIGTERM, ready again at %s, %d clients moved, every client back and presence converged at %s",
-			inst.name, procMS(exited), procMS(up), w.reconnects()-before, procMS(time.Since(sent)))
+		t.Logf("restart of %s: exited %s after SIGTERM, ready again at %s, its %d clients moved (%d reconnections), every client back and presence converged at %s",
+			inst.name, procMS(exited), procMS(up), len(leaving), w.reconnects()-before, procMS(time.Since(sent)))
 		time.Sleep(time.Second) // steady traffic between restarts
 	}
 	time.Sleep(2 * time.Second) // traffic after the last restart
