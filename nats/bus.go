@@ -36,6 +36,11 @@ type Options struct {
 	Name string
 	// Logger receives connection events. Default slog.Default().
 	Logger *slog.Logger
+	// PingInterval is how often the client pings its server; two unanswered pings drop the
+	// connection and it reconnects to another server. It bounds how long a hung (not
+	// crashed) NATS server goes unnoticed: keep it at most a third of the instances'
+	// down-after. Default 1s.
+	PingInterval time.Duration
 
 	// TLS, as PEM files. With URL: CAFile verifies the servers (default: the system roots
 	// when a URL is tls://), CertFile and KeyFile are the client certificate for servers that
@@ -114,6 +119,9 @@ func (o Options) withDefaults() Options {
 	if o.Name == "" {
 		o.Name = "collabd"
 	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -148,7 +156,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		natsgo.MaxReconnects(-1),
 		natsgo.ReconnectWait(250 * time.Millisecond),
 		natsgo.ReconnectJitter(100*time.Millisecond, time.Second),
-		natsgo.PingInterval(5 * time.Second),
+		natsgo.PingInterval(opts.PingInterval),
 		natsgo.MaxPingsOutstanding(2),
 		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
 			if err != nil { // nil: a deliberate close or drain

@@ -32,7 +32,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	bus, err := nats.Open(ctx, nats.Options{
 		URL: cfg.natsURL, Listen: cfg.natsListen, Logger: log,
-		CAFile: cfg.natsCA, CertFile: cfg.natsCert, KeyFile: cfg.natsKey,
+		// A hung NATS server is noticed after two unanswered pings: well within down-after,
+		// so the instance has moved to another server before its peers count it dead.
+		PingInterval: min(time.Second, cfg.downAfter/3),
+		CAFile:       cfg.natsCA, CertFile: cfg.natsCert, KeyFile: cfg.natsKey,
 		CredsFile: cfg.natsCreds, NKeyFile: cfg.natsNKey, Token: cfg.natsToken, User: cfg.natsUser, Password: cfg.natsPassword,
 	})
 	if err != nil {
