@@ -38,8 +38,9 @@ type Options struct {
 	Logger *slog.Logger
 	// PingInterval is how often the client pings its server; two unanswered pings drop the
 	// connection and it reconnects to another server. It bounds how long a hung (not
-	// crashed) NATS server goes unnoticed: keep it at most a third of the instances'
-	// down-after. Default 1s.
+	// crashed) NATS server goes unnoticed: collabd keeps it at a third of the instances'
+	// down-after. Too short, and a connection congested for a moment (a pong waits behind
+	// everything sent before the ping) is taken for a hung server. Default 5s.
 	PingInterval time.Duration
 
 	// TLS, as PEM files. With URL: CAFile verifies the servers (default: the system roots
@@ -120,7 +121,7 @@ func (o Options) withDefaults() Options {
 		o.Name = "collabd"
 	}
 	if o.PingInterval <= 0 {
-		o.PingInterval = time.Second
+		o.PingInterval = 5 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
