@@ -115,11 +115,62 @@ type frame struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
+// frameStream is what a test client of any transport has read: the frames in arrival order,
+// the channel closed when the connection ends. ended says how it ended, for failures.
+type frameStream struct {
+	t      *testing.T
+	frames chan frame
+	ended  func() any
+}
+
+func newFrameStream(t *testing.T, ended func() any) frameStream {
+	return frameStream{t: t, frames: make(chan frame, 4096), ended: ended}
+}
+
+// next returns the next frame, failing the test after timeout.
+func (c *frameStream) next(timeout time.Duration) frame {
+	c.t.Helper()
+	select {
+	case f, ok := <-c.frames:
+		if !ok {
+			c.t.Fatalf("connection ended (%v) while waiting for a frame", c.ended())
+		}
+		return f
+	case <-time.After(timeout):
+		c.t.Fatalf("no frame within %s", timeout)
+	}
+	return frame{}
+}
+
+// expect returns the next frame, which must be of type typ.
+func (c *frameStream) expect(typ string) frame {
+	c.t.Helper()
+	f := c.next(5 * time.Second)
+	if f.Type != typ {
+		c.t.Fatalf("got frame %s %s, want type %s", f.Type, f.Payload, typ)
+	}
+	return f
+}
+
+// until skips frames until one of type typ satisfies match (nil: any).
+func (c *frameStream) until(typ string, match func(frame) bool) frame {
+	c.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			c.t.Fatalf("no %s frame matched within 5s", typ)
+		}
+		if f := c.next(left); f.Type == typ && (match == nil || match(f)) {
+			return f
+		}
+	}
+}
+
 // client is a real WebSocket client of the native protocol.
 type client struct {
-	t      *testing.T
+	frameStream
 	ws     *websocket.Conn
-	frames chan frame
 	mu     sync.Mutex
 	closed *websocket.CloseError // guarded by mu: the server's close, once read
 	done   chan struct{}
@@ -151,7 +202,8 @@ func dial(t *testing.T, in *instance, path string, header http.Header) (*client,
 	if err != nil {
 		return nil, resp, err
 	}
-	c := &client{t: t, ws: ws, frames: make(chan frame, 4096), done: make(chan struct{}), stop: make(chan struct{})}
+	c := &client{ws: ws, done: make(chan struct{}), stop: make(chan struct{})}
+	c.frameStream = newFrameStream(t, func() any { return c.closeErr() })
 	go c.readLoop() // ends when the connection closes or the test ends
 	t.Cleanup(func() {
 		close(c.stop)
@@ -238,47 +290,6 @@ func (c *client) sendRaw(data []byte) {
 	c.t.Helper()
 	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
 		c.t.Fatalf("write: %v", err)
-	}
-}
-
-// next returns the next frame, failing the test after timeout.
-func (c *client) next(timeout time.Duration) frame {
-	c.t.Helper()
-	select {
-	case f, ok := <-c.frames:
-		if !ok {
-			c.t.Fatalf("connection closed (%v) while waiting for a frame", c.closeErr())
-		}
-		return f
-	case <-time.After(timeout):
-		c.t.Fatalf("no frame within %s", timeout)
-	}
-	return frame{}
-}
-
-// expect returns the next frame, which must be of type typ.
-func (c *client) expect(typ string) frame {
-	c.t.Helper()
-	f := c.next(5 * time.Second)
-	if f.Type != typ {
-		c.t.Fatalf("got frame %s %s, want type %s", f.Type, f.Payload, typ)
-	}
-	return f
-}
-
-// until skips frames until one of type typ satisfies match (nil: any).
-func (c *client) until(typ string, match func(frame) bool) frame {
-	c.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			c.t.Fatalf("no %s frame matched within 5s", typ)
-		}
-		f := c.next(left)
-		if f.Type == typ && (match == nil || match(f)) {
-			return f
-		}
 	}
 }
 

@@ -22,13 +22,12 @@ type closeInfo struct {
 
 // sseClient is a real Server-Sent Events client of the native protocol over HTTP.
 type sseClient struct {
-	t      *testing.T
+	frameStream
 	base   string // http://host:port
 	post   string // the session's POST path
 	sid    string
 	resp   *http.Response
 	cancel context.CancelFunc
-	frames chan frame
 	done   chan struct{}
 	mu     sync.Mutex
 	closed *closeInfo // guarded by mu: the close event, once read
@@ -61,7 +60,8 @@ func openSSE(t *testing.T, in *instance, path string, header http.Header) (*sseC
 			t.Errorf("SSE header %s: %q, want %q", k, got, want)
 		}
 	}
-	c := &sseClient{t: t, base: in.url, resp: resp, cancel: cancel, frames: make(chan frame, 4096), done: make(chan struct{})}
+	c := &sseClient{base: in.url, resp: resp, cancel: cancel, done: make(chan struct{})}
+	c.frameStream = newFrameStream(t, func() any { return c.closeEvent() })
 	session := make(chan string, 1)
 	go c.readLoop(session) // ends when the stream ends or the test cancels it
 	t.Cleanup(func() {
@@ -155,43 +155,6 @@ func postText(t *testing.T, u, body string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-func (c *sseClient) next(timeout time.Duration) frame {
-	c.t.Helper()
-	select {
-	case f, ok := <-c.frames:
-		if !ok {
-			c.t.Fatalf("stream ended (close %+v) while waiting for a frame", c.closeEvent())
-		}
-		return f
-	case <-time.After(timeout):
-		c.t.Fatalf("no frame within %s", timeout)
-	}
-	return frame{}
-}
-
-func (c *sseClient) expect(typ string) frame {
-	c.t.Helper()
-	f := c.next(5 * time.Second)
-	if f.Type != typ {
-		c.t.Fatalf("got frame %s %s, want %s", f.Type, f.Payload, typ)
-	}
-	return f
-}
-
-func (c *sseClient) until(typ string, match func(frame) bool) frame {
-	c.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			c.t.Fatalf("no %s frame matched within 5s", typ)
-		}
-		if f := c.next(left); f.Type == typ && (match == nil || match(f)) {
-			return f
-		}
-	}
 }
 
 // waitEnd waits for the stream to end and returns its close event (nil: none).
