@@ -25,7 +25,8 @@ func benchHub(b *testing.B) *Hub {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := NewHub(ctx, bus, Config{Logger: quiet, CursorRate: 1e9, CursorBurst: 1 << 30})
+	// No thinning: the benchmark measures the fan-out of every cursor.
+	h, err := NewHub(ctx, bus, Config{Logger: quiet, CursorRate: 1e9, CursorBurst: 1 << 30, CursorFrameMax: 1 << 20, CursorBudget: 1 << 40})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -93,23 +94,17 @@ func BenchmarkCursorFanout(b *testing.B) {
 // BenchmarkCursorEnvelope encodes and decodes the bus message of one document's tick.
 func BenchmarkCursorEnvelope(b *testing.B) {
 	for _, n := range []int{1, 19} {
-		entries := make([]cursorEntry, n)
+		entries := make([]CursorEntry, n)
 		for i := range entries {
-			entries[i] = cursorEntry{ID: fmt.Sprintf("%016x", 0x5f2c9e01a7b34d68+i), Data: benchCursor(i)}
+			entries[i] = CursorEntry{ID: fmt.Sprintf("%016x", 0x5f2c9e01a7b34d68+i), Data: benchCursor(i)}
 		}
-		env := cursorEnvelope{Node: "a1b2c3d4e5f6", Cursors: entries}
-		data, err := json.Marshal(env)
-		if err != nil {
-			b.Fatal(err)
-		}
+		var data []byte
 		b.Run(fmt.Sprint("encode/entries=", n), func(b *testing.B) {
 			b.ReportAllocs()
-			b.SetBytes(int64(len(data)))
 			for b.Loop() {
-				if _, err := json.Marshal(env); err != nil {
-					b.Fatal(err)
-				}
+				data, _ = appendCursorEnvelope(data[:0], "a1b2c3d4e5f6", entries, maxCursorMessage)
 			}
+			b.SetBytes(int64(len(data)))
 		})
 		b.Run(fmt.Sprint("decode/entries=", n), func(b *testing.B) {
 			b.ReportAllocs()
@@ -124,43 +119,56 @@ func BenchmarkCursorEnvelope(b *testing.B) {
 	}
 }
 
-// BenchmarkOutboxCursors: 19 senders' cursors queued for one connection, then drained.
+// BenchmarkOutboxCursors: one tick's batch of 19 senders queued for a connection, drained
+// and written: the per-recipient part of the fan-out. "all" takes the shared bytes as they
+// are; "sender" is one of the batch's senders, whose own entry is cut out.
 func BenchmarkOutboxCursors(b *testing.B) {
-	s := &Session{ID: "me"}
-	o := NewOutbox(0)
-	ids := make([]string, 19)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("%016x", i)
+	me := &Session{ID: "me"}
+	entries := make([]CursorEntry, 19)
+	for i := range entries {
+		entries[i] = CursorEntry{ID: fmt.Sprintf("%016x", i), Data: benchCursor(i), seq: 1}
 	}
-	data := benchCursor(1)
-	var events []Event
-	var cursors []CursorSlot
-	b.ReportAllocs()
-	for b.Loop() {
-		for _, id := range ids {
-			o.putCursor(s, id, data)
-		}
-		events, cursors, _ = o.Drain(events[:0], cursors[:0])
+	for _, name := range []string{"all", "sender"} {
+		b.Run(name, func(b *testing.B) {
+			if name == "sender" {
+				entries[7].sender = me
+			}
+			batch := &CursorBatch{Entries: entries, minSeq: 1}
+			o := NewOutbox(0)
+			var events []Event
+			var cur Cursors
+			written := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				o.putCursors(me, batch)
+				events, _ = o.Drain(events[:0], &cur)
+				_ = cur.Frames(benchEncoder, func(_ *Session, frame []byte) error { written += len(frame); return nil })
+			}
+		})
 	}
 }
 
 // The hooks below tie the benchmarks to the queue's current design.
 
-type cursorView struct{ slots []CursorSlot }
+type cursorView struct{ c *Cursors }
 
-var benchSlots []CursorSlot
+var benchCursors Cursors
 
 func drainForBench(o *Outbox, events []Event) ([]Event, *cursorView) {
-	events, benchSlots, _ = o.Drain(events, benchSlots[:0])
-	return events, &cursorView{benchSlots}
+	events, _ = o.Drain(events, &benchCursors)
+	return events, &cursorView{&benchCursors}
 }
 
 func (v *cursorView) appendFrame(dst []byte) []byte {
-	for _, c := range v.slots {
-		dst = append(dst, c.ID...)
-		dst = append(dst, c.Data...)
-	}
+	enc := benchEncoder
+	_ = v.c.Frames(enc, func(_ *Session, frame []byte) error { dst = append(dst, frame...); return nil })
 	return dst
 }
 
-func flushForBench(d *doc) { d.publishCursors() }
+// benchEncoder stands in for the native encoder (collab cannot import wire).
+var benchEncoder = &CursorEncoder{Prefix: "[", Suffix: "]", Entry: func(dst []byte, e *CursorEntry) []byte {
+	dst = append(dst, e.ID...)
+	return append(dst, e.Data...)
+}}
+
+func flushForBench(d *doc) { d.flushCursors() }

@@ -24,13 +24,11 @@ type doc struct {
 	joining int           // guarded by hub.mu: joins in progress
 
 	mu       sync.Mutex
-	sessions map[*Session]struct{}      // guarded by mu: local members
-	pres     *presence.Doc              // guarded by mu
-	cursors  map[string]json.RawMessage // guarded by mu: last cursor of every member that shows one
-	pending  map[string]json.RawMessage // guarded by mu: local cursors not yet published
-	queued   bool                       // guarded by mu: in the hub's dirty list
-	closed   bool                       // guarded by mu: removed from the hub
-	parts    map[string]*snapAssembly   // guarded by mu: snapshots arriving in parts, by instance
+	sessions map[*Session]struct{}    // guarded by mu: local members
+	pres     *presence.Doc            // guarded by mu
+	cur      docCursors               // guarded by mu (cursors.go)
+	closed   bool                     // guarded by mu: removed from the hub
+	parts    map[string]*snapAssembly // guarded by mu: snapshots arriving in parts, by instance
 
 	epoch     uint64                  // this opening of the document (the presence epoch)
 	bseq      uint64                  // guarded by mu: broadcasts published from here
@@ -51,7 +49,7 @@ func newDoc(h *Hub, id string, epoch uint64) *doc {
 		ready:    make(chan struct{}),
 		sessions: map[*Session]struct{}{},
 		pres:     presence.NewDoc(h.cfg.Node, epoch),
-		cursors:  map[string]json.RawMessage{},
+		cur:      docCursors{states: map[string]*cursorState{}},
 		answered: make(chan struct{}),
 	}
 }
@@ -135,11 +133,7 @@ func (d *doc) add(s *Session) error {
 	if s.opts.Presence {
 		s.Out.push(Event{Session: s, Kind: EventPresenceState, State: d.pres.State()})
 	}
-	if s.opts.Cursors {
-		for id, data := range d.cursors {
-			s.Out.putCursor(s, id, data)
-		}
-	}
+	d.joinCursorsLocked(s)
 	return nil
 }
 
@@ -153,14 +147,13 @@ func (d *doc) remove(s *Session, publish bool) bool {
 	}
 	s.left = true
 	delete(d.sessions, s)
-	delete(d.pending, s.ID)
 	if diff, v, ok := d.pres.Untrack(s.ID); ok {
 		d.applyLocked(diff)
 		if publish {
 			d.publishDiffLocked(diff, v)
 		}
 	}
-	d.forgetCursorLocked(s.ID)
+	d.hideCursorLocked(s.ID)
 	return true
 }
 
@@ -207,14 +200,14 @@ func (d *doc) untrack(s *Session) {
 	}
 }
 
-// applyLocked delivers a presence change and drops the cursors of those who left.
+// applyLocked delivers a presence change and withdraws the cursors of those who left.
 func (d *doc) applyLocked(diff presence.Diff) {
 	if diff.Empty() {
 		return
 	}
 	d.deliverDiffLocked(diff, nil)
 	for id := range diff.Leaves {
-		d.forgetCursorLocked(id)
+		d.hideCursorLocked(id)
 	}
 }
 
@@ -230,68 +223,6 @@ func (d *doc) publishDiffLocked(diff presence.Diff, v presence.Version) {
 	env := presenceEnvelope{Node: d.hub.cfg.Node, Type: presenceDiff, V: v, Joins: diff.Joins, Leaves: diff.Leaves}
 	if err := d.hub.publish(d.subject(kindPresence), env); err != nil {
 		d.hub.publishFailed("presence", d.id, err)
-	}
-}
-
-// forgetCursorLocked drops the cursor of member id everywhere here.
-func (d *doc) forgetCursorLocked(id string) {
-	if _, ok := d.cursors[id]; !ok {
-		return
-	}
-	delete(d.cursors, id)
-	for s := range d.sessions {
-		s.Out.dropCursor(s, id)
-	}
-}
-
-// cursor relays s's cursor to the other local members and queues it for the bus.
-func (d *doc) cursor(s *Session, data json.RawMessage) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if s.left {
-		return
-	}
-	d.setCursorLocked(s.ID, data, s)
-	if d.pending == nil {
-		d.pending = map[string]json.RawMessage{}
-	}
-	d.pending[s.ID] = data
-	if !d.queued {
-		d.queued = true
-		d.hub.markDirty(d)
-	}
-}
-
-func (d *doc) setCursorLocked(id string, data json.RawMessage, sender *Session) {
-	if isNull(data) {
-		delete(d.cursors, id)
-	} else {
-		d.cursors[id] = data
-	}
-	for s := range d.sessions {
-		if s != sender && s.opts.Cursors {
-			s.Out.putCursor(s, id, data)
-		}
-	}
-}
-
-func isNull(data json.RawMessage) bool { return len(data) == 0 || string(data) == "null" }
-
-// publishCursors sends the pending cursors as one message.
-func (d *doc) publishCursors() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.queued = false
-	if d.closed || len(d.pending) == 0 {
-		return
-	}
-	env := cursorEnvelope{Node: d.hub.cfg.Node, Cursors: make([]cursorEntry, 0, len(d.pending))}
-	for id, data := range d.pending {
-		env.Cursors = append(env.Cursors, cursorEntry{ID: id, Data: data})
-	}
-	clear(d.pending)
-	if err := d.hub.publish(d.subject(kindCursor), env); err != nil {
-		d.hub.publishFailed("cursors", d.id, err)
 	}
 }
 
@@ -367,17 +298,6 @@ func (d *doc) onBroadcast(env bcastEnvelope) {
 	defer d.mu.Unlock()
 	if !d.closed && env.Node != d.hub.cfg.Node {
 		d.onBroadcastLocked(env)
-	}
-}
-
-func (d *doc) onCursors(env cursorEnvelope) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return
-	}
-	for _, c := range env.Cursors {
-		d.setCursorLocked(c.ID, c.Data, nil)
 	}
 }
 
@@ -466,6 +386,7 @@ func (d *doc) dropNode(node string) {
 	defer d.mu.Unlock()
 	delete(d.parts, node) // its broadcast stream stays: if it comes back, its missed broadcasts are asked for
 	d.applyLocked(d.pres.DropNode(node))
+	d.hideNodeCursorsLocked(node)
 }
 
 // announce publishes this instance's members of the document.

@@ -38,6 +38,17 @@ type Config struct {
 	// 120 and 120 (two seconds of a 60 Hz client: a client is not punished for a short stall).
 	CursorRate  float64
 	CursorBurst int
+	// CursorTick is how long a document gathers cursor changes before it sends them to
+	// its members and the other instances as one batch. Default 10ms: under a 30 Hz
+	// sender's interval, so consecutive positions of one sender are not merged.
+	CursorTick time.Duration
+	// CursorFrameMax bounds the entries of one batch; the rest wait for the next tick,
+	// oldest change first. Default 64.
+	CursorFrameMax int
+	// CursorBudget bounds the cursor deliveries (entries times local recipients) of one
+	// document per second: a very large document's cursors are thinned to it. Default
+	// 250000.
+	CursorBudget int
 	// MessageRate and MessageBurst limit every other request per session. Default 100 and
 	// 200 (realtime-js clients send their cursors as broadcasts).
 	MessageRate  float64
@@ -79,6 +90,15 @@ func (c Config) withDefaults() Config {
 	if c.CursorBurst <= 0 {
 		c.CursorBurst = 120
 	}
+	if c.CursorTick <= 0 {
+		c.CursorTick = 10 * time.Millisecond
+	}
+	if c.CursorFrameMax <= 0 {
+		c.CursorFrameMax = 64
+	}
+	if c.CursorBudget <= 0 {
+		c.CursorBudget = 250000
+	}
 	if c.MessageRate <= 0 {
 		c.MessageRate = 100
 	}
@@ -118,9 +138,10 @@ type Hub struct {
 	deadMu sync.Mutex
 	dead   map[string]time.Time // instances declared dead or gone: their messages are ignored until they heartbeat again
 
-	// dirty holds documents with cursors to publish: the publisher sends at most one
-	// message per document per round, so the rate of bus messages falls as load rises.
-	dirty *worklist[*doc]
+	// cursorClock flushes each document's cursors a tick after their first change
+	// (cursors.go).
+	cursorClock *cursorClock
+	cursorBuf   []byte // owned by the cursor clock's goroutine: bus message encoding
 	// evictions holds slow sessions to remove, each at most once.
 	evictions *worklist[*Session]
 
@@ -138,15 +159,15 @@ type Hub struct {
 func NewHub(ctx context.Context, bus Bus, cfg Config) (*Hub, error) {
 	cfg = cfg.withDefaults()
 	h := &Hub{
-		cfg:       cfg,
-		bus:       bus,
-		log:       cfg.Logger.With("node", cfg.Node),
-		docs:      map[string]*doc{},
-		live:      presence.NewLiveness(cfg.DownAfter),
-		dead:      map[string]time.Time{},
-		dirty:     newWorklist[*doc](),
-		evictions: newWorklist[*Session](),
-		stop:      make(chan struct{}),
+		cfg:         cfg,
+		bus:         bus,
+		log:         cfg.Logger.With("node", cfg.Node),
+		docs:        map[string]*doc{},
+		live:        presence.NewLiveness(cfg.DownAfter),
+		dead:        map[string]time.Time{},
+		cursorClock: newCursorClock(),
+		evictions:   newWorklist[*Session](),
+		stop:        make(chan struct{}),
 	}
 	subs := []struct {
 		subject string
@@ -174,7 +195,7 @@ func NewHub(ctx context.Context, bus Bus, cfg Config) (*Hub, error) {
 	}
 	h.publishHeartbeat(true)
 	h.wg.Add(3)
-	go func() { defer h.wg.Done(); h.dirty.run(h.stop, (*doc).publishCursors) }()
+	go func() { defer h.wg.Done(); h.cursorClock.run(h.stop) }()
 	go func() { defer h.wg.Done(); h.evictions.run(h.stop, h.evictSession) }()
 	go h.heartbeatLoop()
 	return h, nil
@@ -430,9 +451,6 @@ func (h *Hub) openDocs() []*doc {
 	}
 	return docs
 }
-
-// markDirty queues d for the publisher; the caller holds d.mu and has set d.queued.
-func (h *Hub) markDirty(d *doc) { h.dirty.push(d) }
 
 // evict queues a session whose outbox overflowed for removal; the caller may hold d.mu,
 // so the removal happens on the evictor goroutine.

@@ -64,7 +64,7 @@ func joinHub(t *testing.T, h *collab.Hub, doc, user string, queue int) *member {
 
 // sync applies everything queued to m's view.
 func (m *member) sync() []collab.Event {
-	events, _, _ := m.out.Drain(nil, nil)
+	events, _ := m.out.Drain(nil, nil)
 	for _, ev := range events {
 		switch ev.Kind {
 		case collab.EventPresenceState:
@@ -211,18 +211,48 @@ func TestCursorsAcrossHubsLatestWins(t *testing.T) {
 		a.s.Handle(collab.Command{Kind: collab.CmdCursor, Data: json.RawMessage(`{"x":` + itoa(i) + `}`)})
 	}
 	natstest.WaitFor(t, 5*time.Second, func() bool {
-		_, cursors, _ := b.out.Drain(nil, nil)
-		seen := map[string]bool{}
 		last := ""
-		for _, c := range cursors {
-			if seen[c.ID] {
-				t.Fatalf("two slots for sender %s in one drain", c.ID)
+		for _, frame := range drainCursors(t, b.out) {
+			seen := map[string]bool{}
+			for _, c := range frame {
+				if seen[c.ID] {
+					t.Fatalf("two entries for sender %s in one frame", c.ID)
+				}
+				seen[c.ID] = true
+				last = string(c.Data)
 			}
-			seen[c.ID] = true
-			last = string(c.Data)
 		}
 		return last == `{"x":39}`
 	})
+}
+
+// testEncoder encodes cursors frames as JSON arrays of {"id","data"}.
+func testEncoder(t *testing.T) *collab.CursorEncoder {
+	return &collab.CursorEncoder{Prefix: "[", Suffix: "]", Entry: func(dst []byte, e *collab.CursorEntry) []byte {
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(dst, b...)
+	}}
+}
+
+// drainCursors drains out and returns its cursors frames, decoded.
+func drainCursors(t *testing.T, out *collab.Outbox) [][]collab.CursorEntry {
+	t.Helper()
+	var cur collab.Cursors
+	out.Drain(nil, &cur)
+	var frames [][]collab.CursorEntry
+	err := cur.Frames(testEncoder(t), func(_ *collab.Session, frame []byte) error {
+		var entries []collab.CursorEntry
+		err := json.Unmarshal(frame, &entries)
+		frames = append(frames, entries)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return frames
 }
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }

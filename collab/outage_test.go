@@ -25,7 +25,7 @@ func TestBroadcastsSurviveNATSOutage(t *testing.T) {
 	var mu sync.Mutex
 	var got []int
 	collect := func() {
-		events, _, _ := b.out.Drain(nil, nil)
+		events, _ := b.out.Drain(nil, nil)
 		mu.Lock()
 		defer mu.Unlock()
 		for _, ev := range events {

@@ -1,16 +1,14 @@
 package collab
 
-import (
-	"encoding/json"
-	"sync"
-)
+import "sync"
 
 // DefaultQueueBytes bounds the FIFO of one connection (presence and broadcasts).
 const DefaultQueueBytes = 1 << 20
 
 // Outbox is the outbound queue of one connection, shared by its sessions (a Phoenix socket
 // holds several) and drained by the connection's single writer. Delivery never blocks:
-// cursors replace the sender's slot, so they cannot grow the queue; presence, broadcasts
+// cursors come as their document's shared batches, folded latest-wins per sender when the
+// writer falls behind, so they cannot grow the queue (cursorqueue.go); presence, broadcasts
 // and replies go into a FIFO bounded in bytes, and overflowing it closes the connection
 // with the slow-consumer code.
 //
@@ -28,23 +26,10 @@ type Outbox struct {
 	mu      sync.Mutex
 	events  []Event           // guarded by mu
 	bytes   int               // guarded by mu: estimated size of events
-	cursors []CursorSlot      // guarded by mu: at most one per (session, sender)
-	slots   map[slotKey]int   // guarded by mu: index into cursors
+	cursors cursorQueue       // guarded by mu
 	closed  *CloseError       // guarded by mu: set once; nothing is queued after it
 	resync  map[*Session]bool // guarded by mu: sessions with a re-synchronisation queued
 	onClose func(*CloseError)
-}
-
-// CursorSlot is the latest cursor of one sender, for one session.
-type CursorSlot struct {
-	Session *Session
-	ID      string          // the sender's session id
-	Data    json.RawMessage // null hides the cursor
-}
-
-type slotKey struct {
-	s  *Session
-	id string
 }
 
 // NewOutbox returns an empty outbox whose FIFO holds at most maxBytes (0: DefaultQueueBytes).
@@ -52,7 +37,7 @@ func NewOutbox(maxBytes int) *Outbox {
 	if maxBytes <= 0 {
 		maxBytes = DefaultQueueBytes
 	}
-	return &Outbox{maxBytes: maxBytes, wake: make(chan struct{}, 1), slots: map[slotKey]int{}}
+	return &Outbox{maxBytes: maxBytes, wake: make(chan struct{}, 1)}
 }
 
 // Wake receives a value whenever there may be something to drain or the outbox closed.
@@ -127,42 +112,6 @@ func (o *Outbox) dropPresenceLocked(s *Session) {
 	delete(o.resync, s)
 }
 
-// putCursor sets the latest cursor of sender id for session s.
-func (o *Outbox) putCursor(s *Session, id string, data json.RawMessage) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed != nil {
-		return
-	}
-	k := slotKey{s, id}
-	if i, ok := o.slots[k]; ok {
-		o.cursors[i].Data = data
-		return
-	}
-	o.slots[k] = len(o.cursors)
-	o.cursors = append(o.cursors, CursorSlot{Session: s, ID: id, Data: data})
-	o.signal()
-}
-
-// dropCursor forgets a queued cursor of sender id for session s (the sender left).
-func (o *Outbox) dropCursor(s *Session, id string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	k := slotKey{s, id}
-	i, ok := o.slots[k]
-	if !ok {
-		return
-	}
-	delete(o.slots, k)
-	last := len(o.cursors) - 1
-	if i != last {
-		o.cursors[i] = o.cursors[last]
-		o.slots[slotKey{o.cursors[i].Session, o.cursors[i].ID}] = i
-	}
-	o.cursors[last] = CursorSlot{}
-	o.cursors = o.cursors[:last]
-}
-
 // Close makes the writer end the connection with err, after what is already queued; the
 // first error wins.
 func (o *Outbox) Close(err *CloseError) {
@@ -194,27 +143,28 @@ func (o *Outbox) Closed() *CloseError {
 	return o.closed
 }
 
-// Drain moves everything queued into events and cursors (reusing their storage) and
-// returns them with the close error, if any. Events come in order; cursors hold at most
-// one entry per (session, sender). After an overflow the events are dropped: the
-// connection is closing and the client must re-sync anyway.
+// Drain moves everything queued into events (reusing its storage) and cur, and returns
+// them with the close error, if any. Events come in order; cur holds the cursor batches
+// for the connection's sessions (Cursors.Frames writes them). After an overflow the events
+// are dropped: the connection is closing and the client must re-sync anyway.
 //
 // A re-synchronisation queued by an overflowing diff is resolved here, after the outbox is
 // unlocked, to the document's state: a change made before it is in that state, and one made
 // after it comes as a diff after it.
-func (o *Outbox) Drain(events []Event, cursors []CursorSlot) ([]Event, []CursorSlot, *CloseError) {
+func (o *Outbox) Drain(events []Event, cur *Cursors) ([]Event, *CloseError) {
 	o.mu.Lock()
 	first := len(events)
 	if o.closed != ErrSlowConsumer {
 		events = append(events, o.events...)
-		cursors = append(cursors, o.cursors...)
+	}
+	if cur != nil && o.closed != ErrSlowConsumer {
+		cur.take(&o.cursors)
+	} else {
+		o.cursors.reset()
 	}
 	clear(o.events)
 	o.events = o.events[:0]
 	o.bytes = 0
-	clear(o.cursors)
-	o.cursors = o.cursors[:0]
-	clear(o.slots)
 	clear(o.resync)
 	closed := o.closed
 	o.mu.Unlock()
@@ -223,5 +173,5 @@ func (o *Outbox) Drain(events []Event, cursors []CursorSlot) ([]Event, []CursorS
 			ev.State = ev.Session.doc.state()
 		}
 	}
-	return events, cursors, closed
+	return events, closed
 }

@@ -49,6 +49,10 @@ type Session struct {
 	// write is the write permission once SetReadOnly changed it (writeDenied or
 	// writeAllowed); zero: as joined (opts.ReadOnly).
 	write atomic.Int32
+	// cursorJoin is the document's cursor change number at the join: the snapshot holds
+	// every change up to it. Set under doc.mu before the first batch is queued for the
+	// session; read by its writer.
+	cursorJoin uint64
 }
 
 const (

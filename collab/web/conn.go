@@ -21,7 +21,7 @@ import (
 
 // encoder turns what a connection's outbox held into frames of one protocol.
 type encoder interface {
-	encode(w *frameWriter, events []collab.Event, cursors []collab.CursorSlot) error
+	encode(w *frameWriter, events []collab.Event, cursors *collab.Cursors) error
 }
 
 // frameSink takes the frames of a batch: a transport, or a poll's answer.
@@ -297,7 +297,7 @@ func (c *conn) writeLoop(t transport, pingEvery time.Duration) error {
 	defer expiry.Stop()
 	w := frameWriter{sink: t, stale: &c.stale}
 	var events []collab.Event
-	var cursors []collab.CursorSlot
+	var cursors collab.Cursors
 	for {
 		select {
 		case <-c.out.Wake():
@@ -319,16 +319,15 @@ func (c *conn) writeLoop(t transport, pingEvery time.Duration) error {
 		// takes more senders into one frame (see docs/benchmarks.md).
 		runtime.Gosched()
 		var cerr *collab.CloseError
-		events, cursors, cerr = c.out.Drain(events[:0], cursors[:0])
+		events, cerr = c.out.Drain(events[:0], &cursors)
 		err := t.setWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 		if err == nil {
-			err = c.enc.encode(&w, events, cursors)
+			err = c.enc.encode(&w, events, &cursors)
 		}
 		if err == nil {
 			err = t.flush()
 		}
 		clear(events)
-		clear(cursors)
 		if err == errStale {
 			// The outbox overflowed while this batch was going out: skip the rest, say why.
 			err, cerr = nil, c.out.Closed()

@@ -282,16 +282,16 @@ func (s *Server) refreshAuth(c *conn, sess *collab.Session, token string) *colla
 // nativeEncoder writes native frames: one per event, then one cursors frame.
 type nativeEncoder struct{}
 
-func (nativeEncoder) encode(w *frameWriter, events []collab.Event, cursors []collab.CursorSlot) error {
+// The cursors frames are a batch's shared bytes, encoded once per document and tick for
+// every member that takes all of it.
+func (nativeEncoder) encode(w *frameWriter, events []collab.Event, cursors *collab.Cursors) error {
 	for i := range events {
 		w.buf = wire.AppendNative(w.buf[:0], &events[i])
 		if err := w.text(w.buf); err != nil {
 			return err
 		}
 	}
-	if len(cursors) > 0 {
-		w.buf = wire.AppendNativeCursors(w.buf[:0], cursors)
-		return w.text(w.buf)
-	}
-	return nil
+	return cursors.Frames(wire.NativeCursors, func(_ *collab.Session, frame []byte) error {
+		return w.text(frame)
+	})
 }

@@ -91,26 +91,53 @@ func TestCursorsRelayBatchAndNoEcho(t *testing.T) {
 		}
 		return last == 49
 	})
-	a.quiet("cursors", 100*time.Millisecond) // never its own
+	// Never its own: by the time bob's cursor reaches ann, none of hers came back.
+	b.send("cursor", "", map[string]int{"x": 1, "y": 1})
+	cursorsUntil(t, a, b.id, `{"x":1,"y":1}`, a.id)
 
 	// A newcomer starts with the last known cursors right after presence.state.
 	c := join(t, in, "canvas", "cy")
 	c.expect("presence.state")
-	cs := decodeCursors(t, c.expect("cursors").Payload)
-	if len(cs) != 1 || cs[0].ID != a.id || string(cs[0].Data) != `{"x":49,"y":49}` {
-		t.Fatalf("newcomer cursors %+v, want ann's last", cs)
+	got := map[string]string{}
+	for _, e := range decodeCursors(t, c.expect("cursors").Payload) {
+		got[e.ID] = string(e.Data)
+	}
+	if len(got) != 2 || got[a.id] != `{"x":49,"y":49}` || got[b.id] != `{"x":1,"y":1}` {
+		t.Fatalf("newcomer cursors %v, want ann's and bob's last", got)
 	}
 
-	// null hides the cursor, and a newcomer no longer gets it.
+	// null hides the cursor, once: the second null hides nothing shown and is not relayed.
 	a.send("cursor", "", nil)
 	a.sendRaw([]byte(`{"type":"cursor","payload":null}`))
+	a.send("ping", "p", nil) // its pong says both nulls were taken
+	a.until("pong", nil)
 	f := b.until("cursors", func(f frame) bool { return strings.Contains(string(f.Payload), "null") })
-	if cs := decodeCursors(t, f.Payload); cs[0].ID != a.id {
-		t.Fatalf("hidden cursor %+v, want ann's", cs)
+	if cs := decodeCursors(t, f.Payload); len(cs) != 1 || cs[0].ID != a.id {
+		t.Fatalf("hide %s, want ann's only", f.Payload)
 	}
+	// A newcomer, who never saw ann's cursor, gets no hide for it: neither in its snapshot
+	// nor after; and bob gets no second hide.
 	d := join(t, in, "canvas", "dee")
 	d.expect("presence.state")
-	d.quiet("cursors", 100*time.Millisecond)
+	c.send("cursor", "", map[string]int{"x": 2, "y": 2})
+	cursorsUntil(t, d, c.id, `{"x":2,"y":2}`, a.id)
+	cursorsUntil(t, b, c.id, `{"x":2,"y":2}`, a.id)
+}
+
+// cursorsUntil reads c's frames until a cursors entry of sender from with data want, and
+// fails if any cursors entry of sender never came before it.
+func cursorsUntil(t *testing.T, c *client, from, want, never string) {
+	t.Helper()
+	c.until("cursors", func(f frame) bool {
+		found := false
+		for _, e := range decodeCursors(t, f.Payload) {
+			if e.ID == never {
+				t.Fatalf("unexpected cursors entry of %s: %s", never, f.Payload)
+			}
+			found = found || (e.ID == from && string(e.Data) == want)
+		}
+		return found
+	})
 }
 
 func TestBroadcastOrderAndNoEcho(t *testing.T) {

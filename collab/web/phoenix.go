@@ -512,7 +512,7 @@ func randomKey() string {
 // session's Tag.
 type phxEncoder struct{ vsn string }
 
-func (e phxEncoder) encode(w *frameWriter, events []collab.Event, _ []collab.CursorSlot) error {
+func (e phxEncoder) encode(w *frameWriter, events []collab.Event, _ *collab.Cursors) error {
 	for i := range events {
 		ev := &events[i]
 		if ev.Kind == collab.EventFrame {

@@ -169,7 +169,7 @@ func (p *pollSession) run(s *Server, hs *httpSession) {
 	sink := &pollSink{}
 	w := frameWriter{sink: sink, stale: &c.stale}
 	var events []collab.Event
-	var cursors []collab.CursorSlot
+	var cursors collab.Cursors
 	queued, vanished := false, false
 	for {
 		select {
@@ -212,10 +212,9 @@ func (p *pollSession) run(s *Server, hs *httpSession) {
 		}
 		queued = false
 		var cerr *collab.CloseError
-		events, cursors, cerr = c.out.Drain(events[:0], cursors[:0])
-		err := c.enc.encode(&w, events, cursors)
+		events, cerr = c.out.Drain(events[:0], &cursors)
+		err := c.enc.encode(&w, events, &cursors)
 		clear(events)
-		clear(cursors)
 		if err != nil && err != errStale {
 			s.log.Error("poll encode", "err", err)
 			c.out.Close(collab.ErrInternal)

@@ -219,20 +219,22 @@ func AppendNative(dst []byte, ev *collab.Event) []byte {
 	return dst
 }
 
-// AppendNativeCursors appends one cursors frame holding every slot.
-func AppendNativeCursors(dst []byte, slots []collab.CursorSlot) []byte {
-	dst = append(dst, `{"type":"cursors","payload":[`...)
-	for i, c := range slots {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
+// NativeCursors encodes native cursors frames: {"type":"cursors","payload":[entries]}.
+var NativeCursors = &collab.CursorEncoder{
+	Prefix: `{"type":"cursors","payload":[`,
+	Suffix: "]}",
+	Entry: func(dst []byte, e *collab.CursorEntry) []byte {
 		dst = append(dst, `{"id":`...)
-		dst = appendString(dst, c.ID)
+		dst = appendString(dst, e.ID)
 		dst = append(dst, `,"data":`...)
-		dst = appendRaw(dst, c.Data)
-		dst = append(dst, '}')
-	}
-	return append(dst, "]}"...)
+		dst = appendRaw(dst, e.Data)
+		return append(dst, '}')
+	},
+}
+
+// AppendNativeCursors appends one cursors frame holding every entry.
+func AppendNativeCursors(dst []byte, entries []collab.CursorEntry) []byte {
+	return NativeCursors.Append(dst, entries)
 }
 
 // appendMembers appends {"<id>":{"user":...,"state":...},...}.

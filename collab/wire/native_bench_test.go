@@ -32,10 +32,10 @@ func BenchmarkDecodeNative(b *testing.B) {
 }
 
 // cursorEntries returns n cursor entries as the loader sends them.
-func cursorEntries(n int) []collab.CursorSlot {
-	entries := make([]collab.CursorSlot, n)
+func cursorEntries(n int) []collab.CursorEntry {
+	entries := make([]collab.CursorEntry, n)
 	for i := range entries {
-		entries[i] = collab.CursorSlot{
+		entries[i] = collab.CursorEntry{
 			ID:   fmt.Sprintf("%016x", 0x5f2c9e01a7b34d68+i),
 			Data: json.RawMessage(fmt.Sprintf(`{"x":0.%04d,"y":0.%04d,"t":17180000%08d}`, i*37%10000, i*91%10000, i)),
 		}

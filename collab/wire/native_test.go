@@ -587,14 +587,14 @@ func TestAppendNativeManyMembers(t *testing.T) {
 func TestAppendNativeCursors(t *testing.T) {
 	tests := []struct {
 		file  string
-		slots []collab.CursorSlot
+		slots []collab.CursorEntry
 	}{
-		{"server_cursors.json", []collab.CursorSlot{
+		{"server_cursors.json", []collab.CursorEntry{
 			{ID: "s-2b", Data: json.RawMessage(`{"x":0.42,"y":0.17}`)},
 			{ID: "s-3c", Data: json.RawMessage(`null`)},
 			{ID: "s-4d"}, // no data: hidden
 		}},
-		{"server_cursors_one.json", []collab.CursorSlot{{ID: "s-2b", Data: json.RawMessage(`{"x":1,"y":0}`)}}},
+		{"server_cursors_one.json", []collab.CursorEntry{{ID: "s-2b", Data: json.RawMessage(`{"x":1,"y":0}`)}}},
 		{"server_cursors_empty.json", nil},
 	}
 	for _, tt := range tests {
@@ -627,7 +627,7 @@ func TestAppendNativeStrings(t *testing.T) {
 				AppendNative(nil, &collab.Event{Kind: collab.EventOK, Ref: s}),
 				AppendNative(nil, &collab.Event{Kind: collab.EventError, Ref: s, Err: &collab.Error{Code: "bad_json", Message: s}}),
 				AppendNative(nil, &collab.Event{Kind: collab.EventPresenceState, State: presence.Members{s: {User: s, State: json.RawMessage(`{}`)}}}),
-				AppendNativeCursors(nil, []collab.CursorSlot{{ID: s, Data: json.RawMessage(`null`)}}),
+				AppendNativeCursors(nil, []collab.CursorEntry{{ID: s, Data: json.RawMessage(`null`)}}),
 			}
 			for _, f := range frames {
 				if err := nativeShape(f); err != nil {
@@ -742,7 +742,7 @@ func FuzzDecodeNative(f *testing.F) {
 			if shapeObjectOrNull(c.Data) != nil || len(c.Data) > collab.MaxCursorBytes {
 				t.Fatalf("accepted cursor %q", c.Data)
 			}
-			out = AppendNativeCursors(nil, []collab.CursorSlot{{ID: "s", Data: c.Data}})
+			out = AppendNativeCursors(nil, []collab.CursorEntry{{ID: "s", Data: c.Data}})
 		case collab.CmdTrack:
 			if shapeObject(c.Data) != nil || len(c.Data) > collab.MaxStateBytes {
 				t.Fatalf("accepted presence state %q", c.Data)

@@ -1,0 +1,284 @@
+package collab
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// The cursor path of a document.
+//
+// A cursor change (a local member's, or another instance's) updates the document's latest
+// cursor of that sender and marks it pending; nothing is sent yet. A tick after the first
+// pending change (Config.CursorTick), the document flushes: the pending entries become one
+// CursorBatch, queued by reference in every local member's outbox and encoded once for
+// all of them, and the local senders' entries go to the other instances in one bus message.
+// So the work per incoming cursor does not grow with the number of recipients, and every
+// recipient gets at most one cursors frame per document and tick.
+//
+// A flush takes at most Config.CursorFrameMax entries, oldest change first; the rest stay
+// pending, latest wins, for the next flush. And a document's next flush waits until its
+// deliveries (entries times recipients) fit Config.CursorBudget per second: a very large
+// document gets its cursors thinned to what the budget allows instead of growing the work.
+//
+// A hide (null) goes only to members that were shown the position: a second null, or a
+// null for a position no flush carried, is not relayed, and a member that joined after the
+// change never gets it (its snapshot already had the result).
+
+// cursorState is the latest cursor of one sender in a document.
+type cursorState struct {
+	data    json.RawMessage // nil: hidden (kept only while the hide is pending)
+	node    string          // the sender's instance
+	sender  *Session        // the local sender, or nil
+	seq     uint64          // the change number of data
+	pending bool            // in docCursors.order, not yet flushed
+
+	flushedVisible bool   // the last flush of this sender carried a position
+	visibleSince   uint64 // while !flushedVisible: the change that showed it
+}
+
+// docCursors is the cursor part of a doc; guarded by doc.mu.
+type docCursors struct {
+	states   map[string]*cursorState // every cursor shown here, and hides not yet flushed
+	order    []string                // senders with a pending change, oldest change first (may repeat or hold stale ids)
+	seq      uint64                  // counts cursor changes and joins
+	lastJoin uint64                  // seq of the latest join
+	queued   bool                    // a flush is scheduled
+}
+
+var nullCursor = json.RawMessage("null")
+
+// cursor takes s's cursor.
+func (d *doc) cursor(s *Session, data json.RawMessage) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s.left || d.closed {
+		return
+	}
+	d.setCursorLocked(s.ID, data, s, d.hub.cfg.Node)
+}
+
+// setCursorLocked records the latest cursor of sender id (of instance node; sender is the
+// local session, or nil) and schedules a flush.
+func (d *doc) setCursorLocked(id string, data json.RawMessage, sender *Session, node string) {
+	c := &d.cur
+	st := c.states[id]
+	if isNull(data) {
+		if st == nil || st.data == nil {
+			return // nothing shown: nothing to hide
+		}
+		c.seq++
+		if !st.flushedVisible && c.lastJoin < st.visibleSince {
+			// Only this pending change showed it, and nobody joined since: nobody saw it.
+			delete(c.states, id)
+			st.pending = false
+			return
+		}
+		st.data, st.seq = nil, c.seq
+		d.pendLocked(id, st)
+		return
+	}
+	if st == nil {
+		st = &cursorState{}
+		c.states[id] = st
+	}
+	c.seq++
+	if st.data == nil && !st.flushedVisible && !st.pending {
+		st.visibleSince = c.seq
+	}
+	st.data, st.node, st.sender, st.seq = data, node, sender, c.seq
+	d.pendLocked(id, st)
+}
+
+func (d *doc) pendLocked(id string, st *cursorState) {
+	if !st.pending {
+		st.pending = true
+		d.cur.order = append(d.cur.order, id)
+	}
+	if !d.cur.queued {
+		d.cur.queued = true
+		d.hub.cursorClock.after(d, d.hub.cfg.CursorTick)
+	}
+}
+
+// hideCursorLocked withdraws the cursor of member id (it left), for everyone shown it.
+func (d *doc) hideCursorLocked(id string) {
+	if st := d.cur.states[id]; st != nil {
+		d.setCursorLocked(id, nil, st.sender, st.node)
+	}
+}
+
+// hideNodeCursorsLocked withdraws the cursors of every member of a dead or departed
+// instance, present or not.
+func (d *doc) hideNodeCursorsLocked(node string) {
+	for id, st := range d.cur.states {
+		if st.node == node {
+			d.hideCursorLocked(id)
+		}
+	}
+}
+
+// joinCursorsLocked starts s's cursors: later changes only, after a snapshot of every
+// cursor shown.
+func (d *doc) joinCursorsLocked(s *Session) {
+	c := &d.cur
+	c.seq++
+	c.lastJoin = c.seq
+	s.cursorJoin = c.seq
+	if !s.opts.Cursors {
+		return
+	}
+	var entries []CursorEntry
+	for id, st := range c.states {
+		if st.data != nil {
+			entries = append(entries, CursorEntry{ID: id, Data: st.data, sender: st.sender, seq: st.seq})
+		}
+	}
+	if len(entries) > 0 {
+		s.Out.putCursors(s, &CursorBatch{Entries: entries, snapshot: true})
+	}
+}
+
+// flushCursors hands the pending cursors to the local members as one batch and publishes
+// the local senders' among them. It runs on the hub's cursor clock.
+func (d *doc) flushCursors() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := &d.cur
+	c.queued = false
+	cfg := &d.hub.cfg
+	limit := cfg.CursorFrameMax
+	if d.closed {
+		// The last local member left: no one here to deliver to, but the others must
+		// still hear its hide.
+		limit = len(c.order)
+	}
+	var entries, local []CursorEntry
+	i := 0
+	for ; i < len(c.order) && len(entries) < limit; i++ {
+		id := c.order[i]
+		st := c.states[id]
+		if st == nil || !st.pending {
+			continue // hidden before anyone saw it, or a repeat
+		}
+		st.pending = false
+		e := CursorEntry{ID: id, Data: st.data, sender: st.sender, seq: st.seq}
+		if st.data == nil {
+			e.Data = nullCursor
+			if !st.flushedVisible {
+				e.needFrom = st.visibleSince
+			}
+			delete(c.states, id)
+		} else {
+			st.flushedVisible = true
+		}
+		entries = append(entries, e)
+		if st.node == cfg.Node {
+			local = append(local, e)
+		}
+	}
+	n := copy(c.order, c.order[i:])
+	clear(c.order[n:])
+	c.order = c.order[:n]
+	if cap(c.order) > 1024 && n < cap(c.order)/4 {
+		c.order = append([]string(nil), c.order...) // shrink after a storm
+	}
+	recipients := 0
+	if len(entries) > 0 {
+		b := &CursorBatch{Entries: entries, minSeq: entries[0].seq}
+		for j := range entries {
+			b.minSeq = min(b.minSeq, entries[j].seq)
+			b.needFrom = max(b.needFrom, entries[j].needFrom)
+		}
+		for s := range d.sessions {
+			if s.opts.Cursors {
+				s.Out.putCursors(s, b)
+				recipients++
+			}
+		}
+	}
+	if len(c.order) > 0 && !d.closed {
+		// Thinning: the next flush waits until this one's deliveries fit the budget.
+		wait := max(cfg.CursorTick, time.Duration(len(entries)*recipients)*time.Second/time.Duration(cfg.CursorBudget))
+		c.queued = true
+		d.hub.cursorClock.after(d, wait)
+	}
+	// Published under the lock, so that it is ordered with this document's presence
+	// messages: a member's last position never reaches the others after its leave.
+	d.publishCursorsLocked(local)
+}
+
+// publishCursorsLocked sends local entries to the other instances, in messages below
+// maxCursorMessage bytes.
+func (d *doc) publishCursorsLocked(entries []CursorEntry) {
+	for len(entries) > 0 {
+		var msg []byte
+		msg, entries = appendCursorEnvelope(d.hub.cursorBuf[:0], d.hub.cfg.Node, entries, maxCursorMessage)
+		d.hub.cursorBuf = msg
+		if err := d.hub.bus.Publish(d.subject(kindCursor), msg); err != nil {
+			d.hub.publishFailed("cursors", d.id, err)
+			return
+		}
+	}
+	if cap(d.hub.cursorBuf) > maxCursorMessage {
+		d.hub.cursorBuf = nil
+	}
+}
+
+// onCursors takes another instance's cursors.
+func (d *doc) onCursors(env cursorEnvelope) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || env.Node == d.hub.cfg.Node || d.hub.isDead(env.Node) {
+		return
+	}
+	for _, c := range env.Cursors {
+		if c.ID != "" {
+			d.setCursorLocked(c.ID, c.Data, nil, env.Node)
+		}
+	}
+}
+
+func isNull(data json.RawMessage) bool { return len(data) == 0 || string(data) == "null" }
+
+// maxCursorMessage bounds one bus message of cursors, well under NATS's default 1 MiB
+// max_payload: a large flush travels as several messages.
+const maxCursorMessage = 256 << 10
+
+// appendCursorEnvelope appends a cursorEnvelope holding entries from the start of entries
+// (at least one) while it stays under limit bytes, and returns the rest.
+func appendCursorEnvelope(dst []byte, node string, entries []CursorEntry, limit int) ([]byte, []CursorEntry) {
+	dst = append(dst, `{"n":`...)
+	dst = appendJSONString(dst, node)
+	dst = append(dst, `,"c":[`...)
+	start := len(dst)
+	i := 0
+	for ; i < len(entries); i++ {
+		mark := len(dst)
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"id":`...)
+		dst = appendJSONString(dst, entries[i].ID)
+		dst = append(dst, `,"data":`...)
+		dst = append(dst, entries[i].Data...)
+		dst = append(dst, '}')
+		if i > 0 && len(dst)-start+2 > limit {
+			dst = dst[:mark]
+			break
+		}
+	}
+	return append(dst, "]}"...), entries[i:]
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			b, _ := json.Marshal(s) // strings always marshal
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
