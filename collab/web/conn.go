@@ -6,7 +6,6 @@ import (
 	"io"
 	"math"
 	"net"
-	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -315,9 +314,6 @@ func (c *conn) writeLoop(t transport, pingEvery time.Duration) error {
 		case <-expiry.C:
 			c.out.Close(errAuthExpired)
 		}
-		// Let the goroutines that woke this one finish their fan-out first: the drain then
-		// takes more senders into one frame (see docs/benchmarks.md).
-		runtime.Gosched()
 		var cerr *collab.CloseError
 		events, cerr = c.out.Drain(events[:0], &cursors)
 		err := t.setWriteDeadline(time.Now().Add(cfg.WriteTimeout))

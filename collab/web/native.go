@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/contrib/websocket"
@@ -104,11 +105,18 @@ func bearer(c *fiber.Ctx) string {
 	return ""
 }
 
+// writeBuffers lends WebSocket write buffers to connections for the length of a write.
+var writeBuffers = &sync.Pool{}
+
 func (s *Server) wsConfig() websocket.Config {
 	return websocket.Config{
 		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   4096,
-		WriteBufferSize:  4096,
+		// Idle connections hold as little as possible: a small read buffer (a cursor frame
+		// is under 100 bytes; larger frames take several reads), and a write buffer only
+		// while writing, from a pool shared by every connection.
+		ReadBufferSize:  512,
+		WriteBufferSize: 4096,
+		WriteBufferPool: writeBuffers,
 		RecoverHandler: func(ws *websocket.Conn) {
 			if p := recover(); p != nil {
 				s.log.Error("panic in connection handler", "panic", p)
