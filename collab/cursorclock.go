@@ -7,8 +7,10 @@ import (
 )
 
 // cursorClock flushes documents' cursors when they are due: one goroutine for the whole
-// hub, one timer, and each document queued at most once (doc.cur.queued), so its heap is
-// bounded by the open documents. Lock order: doc.mu, then cursorClock.mu (after is called
+// hub and one timer. A document is scheduled only while it has no flush scheduled
+// (doc.cur.queued); a flush that happened earlier (another instance's cursors arrived)
+// leaves its entry void, and a void entry expires within its wait, so the heap is bounded
+// by a few entries per open document. Lock order: doc.mu, then cursorClock.mu (after is called
 // under doc.mu; the goroutine calls flushCursors holding nothing).
 type cursorClock struct {
 	mu   sync.Mutex
@@ -17,8 +19,9 @@ type cursorClock struct {
 }
 
 type dueDoc struct {
-	at time.Time
-	d  *doc
+	at  time.Time
+	d   *doc
+	gen uint64 // the document's flush count when scheduled
 }
 
 type dueHeap []dueDoc
@@ -37,10 +40,10 @@ func (h *dueHeap) Pop() any {
 
 func newCursorClock() *cursorClock { return &cursorClock{wake: make(chan struct{}, 1)} }
 
-// after schedules d's flush in wait.
-func (c *cursorClock) after(d *doc, wait time.Duration) {
+// after schedules d's flush in wait, unless d flushes again before (gen is its flush count).
+func (c *cursorClock) after(d *doc, gen uint64, wait time.Duration) {
 	c.mu.Lock()
-	heap.Push(&c.due, dueDoc{time.Now().Add(wait), d})
+	heap.Push(&c.due, dueDoc{time.Now().Add(wait), d, gen})
 	first := c.due[0].d == d
 	c.mu.Unlock()
 	if first {
@@ -55,21 +58,21 @@ func (c *cursorClock) after(d *doc, wait time.Duration) {
 func (c *cursorClock) run(stop <-chan struct{}) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
-	var ready []*doc
+	var ready []dueDoc
 	for {
 		c.mu.Lock()
 		now := time.Now()
 		for len(c.due) > 0 && !c.due[0].at.After(now) {
-			ready = append(ready, heap.Pop(&c.due).(dueDoc).d)
+			ready = append(ready, heap.Pop(&c.due).(dueDoc))
 		}
 		next := time.Hour
 		if len(c.due) > 0 {
 			next = c.due[0].at.Sub(now)
 		}
 		c.mu.Unlock()
-		for i, d := range ready {
-			d.flushCursors()
-			ready[i] = nil
+		for i, x := range ready {
+			x.d.flushDue(x.gen)
+			ready[i] = dueDoc{}
 		}
 		if len(ready) > 0 {
 			ready = ready[:0]

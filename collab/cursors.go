@@ -2,6 +2,7 @@ package collab
 
 import (
 	"encoding/json"
+	"sync"
 	"time"
 )
 
@@ -14,6 +15,9 @@ import (
 // all of them, and the local senders' entries go to the other instances in one bus message.
 // So the work per incoming cursor does not grow with the number of recipients, and every
 // recipient gets at most one cursors frame per document and tick.
+//
+// Another instance's cursors were gathered for a tick there: they go out here at once
+// (with this instance's pending ones), so crossing instances costs one tick, not two.
 //
 // A flush takes at most Config.CursorFrameMax entries, oldest change first; the rest stay
 // pending, latest wins, for the next flush. And a document's next flush waits until its
@@ -43,6 +47,9 @@ type docCursors struct {
 	seq      uint64                  // counts cursor changes and joins
 	lastJoin uint64                  // seq of the latest join
 	queued   bool                    // a flush is scheduled
+	gen      uint64                  // counts flushes: a scheduled flush of an older one is void
+	// notBefore is when a thinned document may flush again (zero: not thinned).
+	notBefore time.Time
 }
 
 var nullCursor = json.RawMessage("null")
@@ -96,7 +103,7 @@ func (d *doc) pendLocked(id string, st *cursorState) {
 	}
 	if !d.cur.queued {
 		d.cur.queued = true
-		d.hub.cursorClock.after(d, d.hub.cfg.CursorTick)
+		d.hub.cursorClock.after(d, d.cur.gen, d.hub.cfg.CursorTick)
 	}
 }
 
@@ -138,13 +145,30 @@ func (d *doc) joinCursorsLocked(s *Session) {
 	}
 }
 
-// flushCursors hands the pending cursors to the local members as one batch and publishes
-// the local senders' among them. It runs on the hub's cursor clock.
+// flushDue is the cursor clock's flush, scheduled after flush number gen: void when the
+// document flushed since.
+func (d *doc) flushDue(gen uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if gen == d.cur.gen {
+		d.flushCursorsLocked()
+	}
+}
+
+// flushCursors flushes now.
 func (d *doc) flushCursors() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.flushCursorsLocked()
+}
+
+// flushCursorsLocked hands the pending cursors to the local members as one batch and
+// publishes the local senders' among them.
+func (d *doc) flushCursorsLocked() {
 	c := &d.cur
 	c.queued = false
+	c.gen++
+	c.notBefore = time.Time{}
 	cfg := &d.hub.cfg
 	limit := cfg.CursorFrameMax
 	if d.closed {
@@ -200,7 +224,10 @@ func (d *doc) flushCursors() {
 		// Thinning: the next flush waits until this one's deliveries fit the budget.
 		wait := max(cfg.CursorTick, time.Duration(len(entries)*recipients)*time.Second/time.Duration(cfg.CursorBudget))
 		c.queued = true
-		d.hub.cursorClock.after(d, wait)
+		if wait > cfg.CursorTick {
+			c.notBefore = time.Now().Add(wait)
+		}
+		d.hub.cursorClock.after(d, c.gen, wait)
 	}
 	// Published under the lock, so that it is ordered with this document's presence
 	// messages: a member's last position never reaches the others after its leave.
@@ -210,21 +237,27 @@ func (d *doc) flushCursors() {
 // publishCursorsLocked sends local entries to the other instances, in messages below
 // maxCursorMessage bytes.
 func (d *doc) publishCursorsLocked(entries []CursorEntry) {
+	if len(entries) == 0 {
+		return
+	}
+	bp := messagePool.Get().(*[]byte)
+	defer messagePool.Put(bp)
 	for len(entries) > 0 {
-		var msg []byte
-		msg, entries = appendCursorEnvelope(d.hub.cursorBuf[:0], d.hub.cfg.Node, entries, maxCursorMessage)
-		d.hub.cursorBuf = msg
-		if err := d.hub.bus.Publish(d.subject(kindCursor), msg); err != nil {
+		*bp, entries = appendCursorEnvelope((*bp)[:0], d.hub.cfg.Node, entries, maxCursorMessage)
+		if err := d.hub.bus.Publish(d.subject(kindCursor), *bp); err != nil {
 			d.hub.publishFailed("cursors", d.id, err)
 			return
 		}
 	}
-	if cap(d.hub.cursorBuf) > maxCursorMessage {
-		d.hub.cursorBuf = nil
-	}
 }
 
-// onCursors takes another instance's cursors.
+// messagePool holds the buffers bus messages of cursors are encoded in (the bus copies
+// what it is given).
+var messagePool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// onCursors takes another instance's cursors. They were gathered for a tick there
+// already, so they go out at once (with this instance's pending ones, whose tick starts
+// again), unless the document is thinned: a cursor crosses instances in one tick, not two.
 func (d *doc) onCursors(env cursorEnvelope) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -235,6 +268,9 @@ func (d *doc) onCursors(env cursorEnvelope) {
 		if c.ID != "" {
 			d.setCursorLocked(c.ID, c.Data, nil, env.Node)
 		}
+	}
+	if len(d.cur.order) > 0 && (d.cur.notBefore.IsZero() || !time.Now().Before(d.cur.notBefore)) {
+		d.flushCursorsLocked()
 	}
 }
 

@@ -213,3 +213,27 @@ func TestCursorsAcrossHubsInParts(t *testing.T) {
 		return len(got) == n
 	})
 }
+
+// Another instance's cursors were gathered for a tick there: they go out at once, with the
+// pending local ones, instead of waiting for a tick here (here the tick never ends).
+func TestRemoteCursorsGoOutAtOnce(t *testing.T) {
+	ns := natstest.NewServer(t)
+	h1, _ := newHub(t, ns.URL(), collab.Config{CursorTick: manualTick})
+	h2, _ := newHub(t, ns.URL(), collab.Config{CursorTick: manualTick})
+	peersKnown(t, 1, h1, h2)
+	a := joinHub(t, h1, "doc", "ann", 0)
+	b := joinHub(t, h2, "doc", "bob", 0)
+	w := joinHub(t, h2, "doc", "walt", 0)
+	move(b, `{"b":1}`) // pending on h2
+	move(a, `{"a":1}`)
+	h1.FlushCursors("doc")
+	got := map[string]string{}
+	natstest.WaitFor(t, 5*time.Second, func() bool {
+		for _, f := range cursorsOf(t, w) {
+			for id, data := range f {
+				got[id] = data
+			}
+		}
+		return got[a.s.ID] == `{"a":1}` && got[b.s.ID] == `{"b":1}`
+	})
+}

@@ -141,7 +141,6 @@ type Hub struct {
 	// cursorClock flushes each document's cursors a tick after their first change
 	// (cursors.go).
 	cursorClock *cursorClock
-	cursorBuf   []byte // owned by the cursor clock's goroutine: bus message encoding
 	// evictions holds slow sessions to remove, each at most once.
 	evictions *worklist[*Session]
 
