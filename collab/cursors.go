@@ -1,7 +1,9 @@
 package collab
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 )
@@ -304,6 +306,113 @@ func appendCursorEnvelope(dst []byte, node string, entries []CursorEntry, limit 
 		}
 	}
 	return append(dst, "]}"...), entries[i:]
+}
+
+// decodeCursorEnvelope decodes a bus message of cursors. The form appendCursorEnvelope
+// writes is read by a scan without reflection; anything else that is valid JSON takes
+// encoding/json. The data of every entry is checked to be valid JSON either way: it is
+// relayed to browsers as it is.
+func decodeCursorEnvelope(data []byte) (cursorEnvelope, error) {
+	if !json.Valid(data) {
+		return cursorEnvelope{}, errors.New("cursors message is not valid JSON")
+	}
+	if env, ok := scanCursorEnvelope(data); ok {
+		return env, nil
+	}
+	var env cursorEnvelope
+	err := json.Unmarshal(data, &env)
+	return env, err
+}
+
+// scanCursorEnvelope reads {"n":"<node>","c":[{"id":"<id>","data":<value>},...]} from
+// valid JSON, with no escapes in the strings; it reports false for anything else.
+func scanCursorEnvelope(data []byte) (cursorEnvelope, bool) {
+	var env cursorEnvelope
+	rest, ok := bytes.CutPrefix(data, []byte(`{"n":`))
+	if !ok {
+		return env, false
+	}
+	node, rest, ok := scanPlainString(rest)
+	if !ok {
+		return env, false
+	}
+	env.Node = node
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"c":[`)); !ok {
+		return env, false
+	}
+	for len(rest) > 0 && rest[0] != ']' {
+		if len(env.Cursors) > 0 {
+			if rest, ok = bytes.CutPrefix(rest, []byte(",")); !ok {
+				return env, false
+			}
+		}
+		if rest, ok = bytes.CutPrefix(rest, []byte(`{"id":`)); !ok {
+			return env, false
+		}
+		var e cursorEntry
+		if e.ID, rest, ok = scanPlainString(rest); !ok {
+			return env, false
+		}
+		if rest, ok = bytes.CutPrefix(rest, []byte(`,"data":`)); !ok {
+			return env, false
+		}
+		n := jsonValueLen(rest)
+		if n == 0 {
+			return env, false
+		}
+		e.Data, rest = json.RawMessage(rest[:n:n]), rest[n:]
+		if rest, ok = bytes.CutPrefix(rest, []byte("}")); !ok {
+			return env, false
+		}
+		env.Cursors = append(env.Cursors, e)
+	}
+	return env, string(rest) == "]}"
+}
+
+// scanPlainString reads a JSON string without escapes at the start of b.
+func scanPlainString(b []byte) (string, []byte, bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return "", b, false
+	}
+	end := bytes.IndexByte(b[1:], '"')
+	if end < 0 || bytes.IndexByte(b[1:1+end], '\\') >= 0 {
+		return "", b, false
+	}
+	return string(b[1 : 1+end]), b[2+end:], true
+}
+
+// jsonValueLen is the length of the JSON value (an object, array, string or literal) at
+// the start of b, which is part of valid JSON; 0 if it cannot tell.
+func jsonValueLen(b []byte) int {
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inString = false
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			if depth == 0 {
+				return i // the end of a literal before the enclosing object's end
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case c == ',' && depth == 0:
+			return i
+		}
+	}
+	return 0
 }
 
 // appendJSONString appends s as a JSON string.

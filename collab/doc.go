@@ -269,7 +269,7 @@ func (d *doc) onMessage(subject string, data []byte) {
 	switch kind {
 	case kindCursor:
 		var env cursorEnvelope
-		if err = json.Unmarshal(data, &env); err == nil {
+		if env, err = decodeCursorEnvelope(data); err == nil {
 			d.onCursors(env)
 		}
 	case kindBcast:
