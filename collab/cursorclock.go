@@ -6,11 +6,11 @@ import (
 	"time"
 )
 
-// cursorClock flushes documents' cursors when they are due: one goroutine for the whole
-// hub and one timer. A document is scheduled only while it has no flush scheduled
-// (doc.cur.queued); a flush that happened earlier (another instance's cursors arrived)
-// leaves its entry void, and a void entry expires within its wait, so the heap is bounded
-// by a few entries per open document. Lock order: doc.mu, then cursorClock.mu (after is called
+// cursorClock publishes and delivers documents' cursors when they are due: one goroutine
+// for the whole hub and one timer. A document schedules one cycle at a time
+// (doc.cur.queued), two entries, plus at most one earlier delivery when another instance's
+// cursors arrive; a delivery leaves the cycle's other entries void, and a void entry
+// expires within a tick, so the heap is bounded by a few entries per open document. Lock order: doc.mu, then cursorClock.mu (after is called
 // under doc.mu; the goroutine calls flushCursors holding nothing).
 type cursorClock struct {
 	mu   sync.Mutex
@@ -19,17 +19,23 @@ type cursorClock struct {
 }
 
 type dueDoc struct {
-	at  time.Time
-	d   *doc
-	gen uint64 // the document's flush count when scheduled
+	at      time.Time
+	d       *doc
+	gen     uint64 // the document's delivery count when scheduled
+	publish bool   // publish (else deliver)
 }
 
 type dueHeap []dueDoc
 
-func (h dueHeap) Len() int           { return len(h) }
-func (h dueHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueDoc)) }
+func (h dueHeap) Len() int { return len(h) }
+func (h dueHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	return h[i].publish && !h[j].publish // at the same time, publish first
+}
+func (h dueHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)   { *h = append(*h, x.(dueDoc)) }
 func (h *dueHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
@@ -40,10 +46,11 @@ func (h *dueHeap) Pop() any {
 
 func newCursorClock() *cursorClock { return &cursorClock{wake: make(chan struct{}, 1)} }
 
-// after schedules d's flush in wait, unless d flushes again before (gen is its flush count).
-func (c *cursorClock) after(d *doc, gen uint64, wait time.Duration) {
+// at schedules d's publish or delivery at t, void if d delivers before (gen is its
+// delivery count).
+func (c *cursorClock) at(d *doc, gen uint64, publish bool, t time.Time) {
 	c.mu.Lock()
-	heap.Push(&c.due, dueDoc{time.Now().Add(wait), d, gen})
+	heap.Push(&c.due, dueDoc{t, d, gen, publish})
 	first := c.due[0].d == d
 	c.mu.Unlock()
 	if first {
@@ -71,7 +78,7 @@ func (c *cursorClock) run(stop <-chan struct{}) {
 		}
 		c.mu.Unlock()
 		for i, x := range ready {
-			x.d.flushDue(x.gen)
+			x.d.clockDue(x.gen, x.publish)
 			ready[i] = dueDoc{}
 		}
 		if len(ready) > 0 {

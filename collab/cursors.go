@@ -11,15 +11,17 @@ import (
 // The cursor path of a document.
 //
 // A cursor change (a local member's, or another instance's) updates the document's latest
-// cursor of that sender and marks it pending; nothing is sent yet. A tick after the first
-// pending change (Config.CursorTick), the document flushes: the pending entries become one
-// CursorBatch, queued by reference in every local member's outbox and encoded once for
-// all of them, and the local senders' entries go to the other instances in one bus message.
-// So the work per incoming cursor does not grow with the number of recipients, and every
-// recipient gets at most one cursors frame per document and tick.
-//
-// Another instance's cursors were gathered for a tick there: they go out here at once
-// (with this instance's pending ones), so crossing instances costs one tick, not two.
+// cursor of that sender and marks it pending; nothing is sent yet. Time is cut into ticks
+// (Config.CursorTick) on wall-clock boundaries, the same on every instance. At the
+// boundary after a change, the local senders' pending changes go to the other instances
+// in one bus message; a moment later (cursorGrace), when the other instances' messages of
+// that boundary have arrived, the document delivers: the pending entries, local and
+// remote, become one CursorBatch, queued by reference in every local member's outbox and
+// encoded once for all of them. So the work per incoming cursor does not grow with the
+// number of recipients, every recipient gets one cursors frame per document and tick
+// however many instances the document spans, and a cursor from another instance is as
+// late as a local one plus the bus hop (clocks that disagree by more than cursorGrace
+// cost it up to a tick more).
 //
 // A flush takes at most Config.CursorFrameMax entries, oldest change first; the rest stay
 // pending, latest wins, for the next flush. And a document's next flush waits until its
@@ -32,27 +34,38 @@ import (
 
 // cursorState is the latest cursor of one sender in a document.
 type cursorState struct {
-	data    json.RawMessage // nil: hidden (kept only while the hide is pending)
-	node    string          // the sender's instance
-	sender  *Session        // the local sender, or nil
-	seq     uint64          // the change number of data
-	pending bool            // in docCursors.order, not yet flushed
+	data        json.RawMessage // nil: hidden (kept only while the hide is pending or unpublished)
+	node        string          // the sender's instance
+	sender      *Session        // the local sender, or nil
+	seq         uint64          // the change number of data
+	pending     bool            // in docCursors.order: not yet delivered here
+	unpublished bool            // in docCursors.pub: a local change not yet published
 
-	flushedVisible bool   // the last flush of this sender carried a position
-	visibleSince   uint64 // while !flushedVisible: the change that showed it
+	flushedVisible   bool   // the last delivery of this sender carried a position
+	publishedVisible bool   // the last publish of this sender carried a position
+	visibleSince     uint64 // while !flushedVisible: the change that showed it
 }
+
+// gone reports whether a hidden state has nothing left to send.
+func (st *cursorState) gone() bool { return st.data == nil && !st.pending && !st.unpublished }
 
 // docCursors is the cursor part of a doc; guarded by doc.mu.
 type docCursors struct {
 	states   map[string]*cursorState // every cursor shown here, and hides not yet flushed
 	order    []string                // senders with a pending change, oldest change first (may repeat or hold stale ids)
+	pub      []string                // local senders with an unpublished change (may repeat or hold stale ids)
 	seq      uint64                  // counts cursor changes and joins
 	lastJoin uint64                  // seq of the latest join
-	queued   bool                    // a flush is scheduled
-	gen      uint64                  // counts flushes: a scheduled flush of an older one is void
-	// notBefore is when a thinned document may flush again (zero: not thinned).
-	notBefore time.Time
+	queued   bool                    // a cycle (publish, then deliver) is scheduled
+	gen      uint64                  // counts deliveries: what was scheduled before one is void
+	// deliverAt is when the scheduled cycle delivers; notBefore is when a thinned document
+	// may deliver again (zero: not thinned).
+	deliverAt, notBefore time.Time
 }
+
+// cursorGrace is how long after a tick boundary a document delivers: the other instances'
+// bus messages of that boundary arrive meanwhile.
+func cursorGrace(tick time.Duration) time.Duration { return min(2*time.Millisecond, tick/4) }
 
 var nullCursor = json.RawMessage("null")
 
@@ -76,10 +89,11 @@ func (d *doc) setCursorLocked(id string, data json.RawMessage, sender *Session, 
 			return // nothing shown: nothing to hide
 		}
 		c.seq++
-		if !st.flushedVisible && c.lastJoin < st.visibleSince {
-			// Only this pending change showed it, and nobody joined since: nobody saw it.
+		if !st.flushedVisible && !st.publishedVisible && c.lastJoin < st.visibleSince {
+			// Only a change still pending here and unpublished showed it, and nobody
+			// joined since: nobody saw it.
 			delete(c.states, id)
-			st.pending = false
+			st.pending, st.unpublished = false, false
 			return
 		}
 		st.data, st.seq = nil, c.seq
@@ -99,14 +113,33 @@ func (d *doc) setCursorLocked(id string, data json.RawMessage, sender *Session, 
 }
 
 func (d *doc) pendLocked(id string, st *cursorState) {
+	c := &d.cur
 	if !st.pending {
 		st.pending = true
-		d.cur.order = append(d.cur.order, id)
+		c.order = append(c.order, id)
 	}
-	if !d.cur.queued {
-		d.cur.queued = true
-		d.hub.cursorClock.after(d, d.cur.gen, d.hub.cfg.CursorTick)
+	if st.node == d.hub.cfg.Node && !st.unpublished {
+		st.unpublished = true
+		c.pub = append(c.pub, id)
 	}
+	if !c.queued {
+		d.scheduleLocked(time.Now())
+	}
+}
+
+// scheduleLocked starts a cycle: publish at the next tick boundary, deliver cursorGrace
+// later (or when a thinned document may).
+func (d *doc) scheduleLocked(now time.Time) {
+	c := &d.cur
+	tick := d.hub.cfg.CursorTick
+	publishAt := now.Truncate(tick).Add(tick)
+	c.queued = true
+	c.deliverAt = publishAt.Add(cursorGrace(tick))
+	if c.deliverAt.Before(c.notBefore) {
+		c.deliverAt = c.notBefore
+	}
+	d.hub.cursorClock.at(d, c.gen, true, publishAt)
+	d.hub.cursorClock.at(d, c.gen, false, c.deliverAt)
 }
 
 // hideCursorLocked withdraws the cursor of member id (it left), for everyone shown it.
@@ -147,40 +180,74 @@ func (d *doc) joinCursorsLocked(s *Session) {
 	}
 }
 
-// flushDue is the cursor clock's flush, scheduled after flush number gen: void when the
-// document flushed since.
-func (d *doc) flushDue(gen uint64) {
+// clockDue runs what the cursor clock scheduled in cycle gen: void when the document
+// delivered since.
+func (d *doc) clockDue(gen uint64, publish bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if gen == d.cur.gen {
-		d.flushCursorsLocked()
+	if gen != d.cur.gen {
+		return
+	}
+	if publish {
+		d.publishPendingLocked()
+	} else {
+		d.deliverCursorsLocked()
 	}
 }
 
-// flushCursors flushes now.
+// flushCursors publishes and delivers now.
 func (d *doc) flushCursors() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.flushCursorsLocked()
+	d.publishPendingLocked()
+	d.deliverCursorsLocked()
 }
 
-// flushCursorsLocked hands the pending cursors to the local members as one batch and
-// publishes the local senders' among them.
-func (d *doc) flushCursorsLocked() {
+// publishPendingLocked sends the local senders' unpublished changes to the other
+// instances. It runs under the lock, so that it is ordered with this document's presence
+// messages: a member's last position never reaches the others after its leave.
+func (d *doc) publishPendingLocked() {
+	c := &d.cur
+	if len(c.pub) == 0 {
+		return
+	}
+	entries := make([]CursorEntry, 0, len(c.pub))
+	for _, id := range c.pub {
+		st := c.states[id]
+		if st == nil || !st.unpublished {
+			continue // hidden before anyone saw it, or a repeat
+		}
+		st.unpublished = false
+		e := CursorEntry{ID: id, Data: st.data}
+		if st.data == nil {
+			e.Data = nullCursor
+		}
+		st.publishedVisible = st.data != nil
+		entries = append(entries, e)
+		if st.gone() {
+			delete(c.states, id)
+		}
+	}
+	clear(c.pub)
+	c.pub = c.pub[:0]
+	if cap(c.pub) > 1024 {
+		c.pub = nil // shrink after a storm
+	}
+	d.publishCursorsLocked(entries)
+}
+
+// deliverCursorsLocked hands the pending cursors to the local members as one batch (at most
+// CursorFrameMax of them, oldest change first), ends the cycle, and starts the next one
+// if anything is left.
+func (d *doc) deliverCursorsLocked() {
 	c := &d.cur
 	c.queued = false
 	c.gen++
 	c.notBefore = time.Time{}
 	cfg := &d.hub.cfg
-	limit := cfg.CursorFrameMax
-	if d.closed {
-		// The last local member left: no one here to deliver to, but the others must
-		// still hear its hide.
-		limit = len(c.order)
-	}
-	var entries, local []CursorEntry
+	var entries []CursorEntry
 	i := 0
-	for ; i < len(c.order) && len(entries) < limit; i++ {
+	for ; i < len(c.order) && len(entries) < cfg.CursorFrameMax; i++ {
 		id := c.order[i]
 		st := c.states[id]
 		if st == nil || !st.pending {
@@ -193,14 +260,12 @@ func (d *doc) flushCursorsLocked() {
 			if !st.flushedVisible {
 				e.needFrom = st.visibleSince
 			}
+		}
+		st.flushedVisible = st.data != nil
+		if st.gone() {
 			delete(c.states, id)
-		} else {
-			st.flushedVisible = true
 		}
 		entries = append(entries, e)
-		if st.node == cfg.Node {
-			local = append(local, e)
-		}
 	}
 	n := copy(c.order, c.order[i:])
 	clear(c.order[n:])
@@ -209,7 +274,7 @@ func (d *doc) flushCursorsLocked() {
 		c.order = append([]string(nil), c.order...) // shrink after a storm
 	}
 	recipients := 0
-	if len(entries) > 0 {
+	if len(entries) > 0 && !d.closed {
 		b := &CursorBatch{Entries: entries, minSeq: entries[0].seq}
 		for j := range entries {
 			b.minSeq = min(b.minSeq, entries[j].seq)
@@ -222,18 +287,20 @@ func (d *doc) flushCursorsLocked() {
 			}
 		}
 	}
-	if len(c.order) > 0 && !d.closed {
-		// Thinning: the next flush waits until this one's deliveries fit the budget.
-		wait := max(cfg.CursorTick, time.Duration(len(entries)*recipients)*time.Second/time.Duration(cfg.CursorBudget))
-		c.queued = true
-		if wait > cfg.CursorTick {
-			c.notBefore = time.Now().Add(wait)
-		}
-		d.hub.cursorClock.after(d, c.gen, wait)
+	if d.closed {
+		clear(c.order)
+		c.order = c.order[:0]
 	}
-	// Published under the lock, so that it is ordered with this document's presence
-	// messages: a member's last position never reaches the others after its leave.
-	d.publishCursorsLocked(local)
+	now := time.Now()
+	if len(c.order) > 0 {
+		// Thinning: the next delivery waits until this one's deliveries fit the budget.
+		if wait := time.Duration(len(entries)*recipients) * time.Second / time.Duration(cfg.CursorBudget); wait > cfg.CursorTick {
+			c.notBefore = now.Add(wait)
+		}
+	}
+	if len(c.order) > 0 || len(c.pub) > 0 {
+		d.scheduleLocked(now)
+	}
 }
 
 // publishCursorsLocked sends local entries to the other instances, in messages below
@@ -257,9 +324,9 @@ func (d *doc) publishCursorsLocked(entries []CursorEntry) {
 // what it is given).
 var messagePool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
-// onCursors takes another instance's cursors. They were gathered for a tick there
-// already, so they go out at once (with this instance's pending ones, whose tick starts
-// again), unless the document is thinned: a cursor crosses instances in one tick, not two.
+// onCursors takes another instance's cursors, published at a tick boundary there. They
+// are delivered with this instance's cycle of that boundary: at its grace time, or at once
+// if that passed (unless the document is thinned).
 func (d *doc) onCursors(env cursorEnvelope) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -271,9 +338,29 @@ func (d *doc) onCursors(env cursorEnvelope) {
 			d.setCursorLocked(c.ID, c.Data, nil, env.Node)
 		}
 	}
-	if len(d.cur.order) > 0 && (d.cur.notBefore.IsZero() || !time.Now().Before(d.cur.notBefore)) {
-		d.flushCursorsLocked()
+	c := &d.cur
+	if len(c.order) == 0 {
+		return
 	}
+	now := time.Now()
+	tick := d.hub.cfg.CursorTick
+	want := now.Truncate(tick).Add(cursorGrace(tick))
+	if want.Before(now) {
+		want = now
+	}
+	if want.Before(c.notBefore) {
+		want = c.notBefore
+	}
+	if c.queued && !want.Before(c.deliverAt) {
+		return // the scheduled delivery comes in time
+	}
+	if !want.After(now) {
+		d.deliverCursorsLocked() // ends the scheduled cycle, if any, and starts the next
+		return
+	}
+	c.queued = true
+	c.deliverAt = want
+	d.hub.cursorClock.at(d, c.gen, false, want)
 }
 
 func isNull(data json.RawMessage) bool { return len(data) == 0 || string(data) == "null" }

@@ -39,8 +39,10 @@ type Config struct {
 	CursorRate  float64
 	CursorBurst int
 	// CursorTick is how long a document gathers cursor changes before it sends them to
-	// its members and the other instances as one batch. Default 10ms: under a 30 Hz
-	// sender's interval, so consecutive positions of one sender are not merged.
+	// its members and the other instances as one batch, on wall-clock boundaries shared
+	// by every instance. Default 10ms: under a 30 Hz sender's interval, so consecutive
+	// positions of one sender are not merged. Longer ticks cost latency and save CPU
+	// (docs/benchmarks.md).
 	CursorTick time.Duration
 	// CursorFrameMax bounds the entries of one batch; the rest wait for the next tick,
 	// oldest change first. Default 64.
