@@ -117,3 +117,19 @@ func TestDepartedInstanceCursorsWithdrawn(t *testing.T) {
 	hidden(t, w, u.id)
 	noSnapshotOf(t, ins[0], "gone", u.id, w.id)
 }
+
+// The last member of a document on an instance leaves: the instance closes the document,
+// and still withdraws the member's cursor on the others.
+func TestLastLocalMemberCursorWithdrawn(t *testing.T) {
+	ins := startCluster(t, 2, instanceOpts{})
+	w := join(t, ins[1], "last", "walt")
+	m := join(t, ins[0], "last", "mallory")
+	m.send("presence.untrack", "u", nil)
+	m.until("ok", nil)
+	w.send("cursor", "", map[string]int{"m": 1})
+	m.send("cursor", "", map[string]int{"x": 1})
+	shows(t, w, m.id, `{"x":1}`)
+	m.ws.Close()
+	hidden(t, w, m.id)
+	noSnapshotOf(t, ins[1], "last", m.id, w.id)
+}
