@@ -294,7 +294,7 @@ func (d *doc) deliverCursorsLocked() {
 	now := time.Now()
 	if len(c.order) > 0 {
 		// Thinning: the next delivery waits until this one's deliveries fit the budget.
-		if wait := time.Duration(len(entries)*recipients) * time.Second / time.Duration(cfg.CursorBudget); wait > cfg.CursorTick {
+		if wait := time.Duration(len(entries)*recipients) * time.Second / time.Duration(cfg.CursorBudget); wait > 0 {
 			c.notBefore = now.Add(wait)
 		}
 	}

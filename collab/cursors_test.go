@@ -237,3 +237,40 @@ func TestRemoteCursorsGoOutAtOnce(t *testing.T) {
 		return got[a.s.ID] == `{"a":1}` && got[b.s.ID] == `{"b":1}`
 	})
 }
+
+// A cursor storm in a document of 3,000 members stays bounded: a delivery carries at most
+// CursorFrameMax positions, and the next waits until the deliveries fit CursorBudget.
+func TestLargeDocumentCursorStormBounded(t *testing.T) {
+	ns := natstest.NewServer(t)
+	h, _ := newHub(t, ns.URL(), collab.Config{CursorTick: manualTick})
+	const n = 3000
+	ms := make([]*member, n)
+	for i := range ms {
+		// Cursors only: presence for 3,000 members is another test's subject.
+		out := collab.NewOutbox(0)
+		s, err := h.Join(context.Background(), out, collab.JoinOptions{Doc: "webinar", User: fmt.Sprint("u", i), Cursors: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Leave(s) })
+		ms[i] = &member{t: t, s: s, out: out}
+	}
+	for i, m := range ms {
+		move(m, fmt.Sprintf(`{"x":%d}`, i))
+	}
+	h.FlushCursors("webinar")
+	for _, m := range ms[:50] {
+		got := cursorsOf(t, m)
+		if len(got) != 1 || len(got[0]) > 64 {
+			t.Fatalf("a member got %d frames, the first of %d entries; want one of at most 64", len(got), len(got[0]))
+		}
+	}
+	pending, wait := h.CursorBacklog("webinar")
+	if pending != n-64 {
+		t.Fatalf("%d changes pending after the first delivery, want %d", pending, n-64)
+	}
+	// 64 entries to 3,000 members is 192,000 deliveries: 0.768 s of the 250,000 a second.
+	if wait < 700*time.Millisecond || wait > 800*time.Millisecond {
+		t.Fatalf("next delivery in %s, want about 768ms", wait)
+	}
+}

@@ -1,5 +1,7 @@
 package collab
 
+import "time"
+
 // FlushCursors flushes document id's pending cursors now, for tests that run with a long
 // CursorTick to decide when a tick ends.
 func (h *Hub) FlushCursors(id string) {
@@ -9,4 +11,28 @@ func (h *Hub) FlushCursors(id string) {
 	if d != nil {
 		d.flushCursors()
 	}
+}
+
+// CursorBacklog reports document id's pending cursor changes and how long a thinned
+// document waits before its next delivery (0: not thinned).
+func (h *Hub) CursorBacklog(id string) (int, time.Duration) {
+	h.mu.Lock()
+	d := h.docs[id]
+	h.mu.Unlock()
+	if d == nil {
+		return 0, 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, st := range d.cur.states {
+		if st.pending {
+			n++
+		}
+	}
+	var wait time.Duration
+	if !d.cur.notBefore.IsZero() {
+		wait = time.Until(d.cur.notBefore)
+	}
+	return n, wait
 }
