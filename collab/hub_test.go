@@ -227,7 +227,7 @@ func TestCursorsAcrossHubsLatestWins(t *testing.T) {
 }
 
 // testEncoder encodes cursors frames as JSON arrays of {"id","data"}.
-func testEncoder(t *testing.T) *collab.CursorEncoder {
+func testEncoder(t testing.TB) *collab.CursorEncoder {
 	return &collab.CursorEncoder{Prefix: "[", Suffix: "]", Entry: func(dst []byte, e *collab.CursorEntry) []byte {
 		b, err := json.Marshal(e)
 		if err != nil {
@@ -238,10 +238,16 @@ func testEncoder(t *testing.T) *collab.CursorEncoder {
 }
 
 // drainCursors drains out and returns its cursors frames, decoded.
-func drainCursors(t *testing.T, out *collab.Outbox) [][]collab.CursorEntry {
+func drainCursors(t testing.TB, out *collab.Outbox) [][]collab.CursorEntry {
 	t.Helper()
 	var cur collab.Cursors
 	out.Drain(nil, &cur)
+	return cursorFrames(t, &cur)
+}
+
+// cursorFrames returns the cursors frames of what cur drained, decoded.
+func cursorFrames(t testing.TB, cur *collab.Cursors) [][]collab.CursorEntry {
+	t.Helper()
 	var frames [][]collab.CursorEntry
 	err := cur.Frames(testEncoder(t), func(_ *collab.Session, frame []byte) error {
 		var entries []collab.CursorEntry

@@ -277,7 +277,7 @@ type mhMember struct {
 	state   map[string]string // id -> user
 	cursors map[string]json.RawMessage
 	events  []collab.Event
-	slots   []collab.CursorSlot
+	drained collab.Cursors
 }
 
 func mhJoin(t *testing.T, h *collab.Hub, doc, user string) *mhMember {
@@ -294,7 +294,7 @@ func mhJoin(t *testing.T, h *collab.Hub, doc, user string) *mhMember {
 // sync applies everything queued; it must be called from the test's goroutine.
 func (m *mhMember) sync() {
 	var ce *collab.CloseError
-	m.events, m.slots, ce = m.out.Drain(m.events[:0], m.slots[:0])
+	m.events, ce = m.out.Drain(m.events[:0], &m.drained)
 	if ce != nil {
 		m.t.Fatalf("%s: outbox closed: %v", m.s.User, ce)
 	}
@@ -314,8 +314,10 @@ func (m *mhMember) sync() {
 			}
 		}
 	}
-	for _, c := range m.slots {
-		m.cursors[c.ID] = c.Data
+	for _, frame := range cursorFrames(m.t, &m.drained) {
+		for _, c := range frame {
+			m.cursors[c.ID] = c.Data
+		}
 	}
 }
 

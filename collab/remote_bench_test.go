@@ -49,10 +49,11 @@ func BenchmarkRemoteCursorBatch(b *testing.B) {
 			// The replayed batch must reach the members: drain one and look for the cursor.
 			natstest.WaitFor(b, 5*time.Second, func() bool {
 				handle(subject, batch)
-				_, cursors, _ := first.Out.Drain(nil, nil)
-				for _, c := range cursors {
-					if c.ID == sender.ID {
-						return true
+				for _, frame := range drainCursors(b, first.Out) {
+					for _, c := range frame {
+						if c.ID == sender.ID {
+							return true
+						}
 					}
 				}
 				return false
