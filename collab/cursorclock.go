@@ -3,6 +3,7 @@ package collab
 import (
 	"container/heap"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,6 +17,42 @@ type cursorClock struct {
 	mu   sync.Mutex
 	due  dueHeap       // guarded by mu
 	wake chan struct{} // capacity 1: due changed
+
+	base    time.Duration // Config.CursorTick
+	current atomic.Int64  // the tick now, in nanoseconds: base, or longer while overloaded
+	late    time.Duration // owned by run: smoothed lateness of the due entries
+	changed time.Time     // owned by run: when the tick last changed
+}
+
+// Overload: while the clock's entries run later than a quarter of the tick on average, the
+// tick grows by a quarter, up to maxTickFactor times the configured one (20 ms for 10 ms:
+// still under a 30 Hz sender's interval); while they run on time it shrinks back. It
+// changes at most every tickSettle, so that it settles rather than swings.
+const (
+	maxTickFactor = 2.0
+	tickSettle    = 250 * time.Millisecond
+)
+
+// tick is the cursor tick now.
+func (c *cursorClock) tick() time.Duration { return time.Duration(c.current.Load()) }
+
+// observe adapts the tick to how late an entry due at now-late ran.
+func (c *cursorClock) observe(now time.Time, late time.Duration) {
+	c.late += (late - c.late) / 8
+	if now.Sub(c.changed) < tickSettle {
+		return
+	}
+	t := c.tick()
+	switch {
+	case c.late > t/4 && t < time.Duration(float64(c.base)*maxTickFactor):
+		t = min(t+t/4, time.Duration(float64(c.base)*maxTickFactor))
+	case c.late < t/16 && t > c.base:
+		t = max(t-t/8, c.base)
+	default:
+		return
+	}
+	c.current.Store(int64(t))
+	c.changed = now
 }
 
 type dueDoc struct {
@@ -44,7 +81,11 @@ func (h *dueHeap) Pop() any {
 	return x
 }
 
-func newCursorClock() *cursorClock { return &cursorClock{wake: make(chan struct{}, 1)} }
+func newCursorClock(tick time.Duration) *cursorClock {
+	c := &cursorClock{wake: make(chan struct{}, 1), base: tick}
+	c.current.Store(int64(tick))
+	return c
+}
 
 // at schedules d's publish or delivery at t, void if d delivers before (gen is its
 // delivery count).
@@ -70,7 +111,11 @@ func (c *cursorClock) run(stop <-chan struct{}) {
 		c.mu.Lock()
 		now := time.Now()
 		for len(c.due) > 0 && !c.due[0].at.After(now) {
-			ready = append(ready, heap.Pop(&c.due).(dueDoc))
+			x := heap.Pop(&c.due).(dueDoc)
+			if !x.publish {
+				c.observe(now, now.Sub(x.at))
+			}
+			ready = append(ready, x)
 		}
 		next := time.Hour
 		if len(c.due) > 0 {

@@ -23,6 +23,10 @@ import (
 // late as a local one plus the bus hop (clocks that disagree by more than cursorGrace
 // cost it up to a tick more).
 //
+// An overloaded instance lengthens its tick (cursorClock.tick): the clock that runs the
+// cycles falls behind when the CPU is short, and fewer, fuller frames are cheaper. The
+// tick comes back as the clock keeps time.
+//
 // A flush takes at most Config.CursorFrameMax entries, oldest change first; the rest stay
 // pending, latest wins, for the next flush. And a document's next flush waits until its
 // deliveries (entries times recipients) fit Config.CursorBudget per second: a very large
@@ -131,7 +135,7 @@ func (d *doc) pendLocked(id string, st *cursorState) {
 // later (or when a thinned document may).
 func (d *doc) scheduleLocked(now time.Time) {
 	c := &d.cur
-	tick := d.hub.cfg.CursorTick
+	tick := d.hub.cursorClock.tick()
 	publishAt := now.Truncate(tick).Add(tick)
 	c.queued = true
 	c.deliverAt = publishAt.Add(cursorGrace(tick))
@@ -343,7 +347,7 @@ func (d *doc) onCursors(env cursorEnvelope) {
 		return
 	}
 	now := time.Now()
-	tick := d.hub.cfg.CursorTick
+	tick := d.hub.cursorClock.tick()
 	want := now.Truncate(tick).Add(cursorGrace(tick))
 	if want.Before(now) {
 		want = now

@@ -166,7 +166,7 @@ func NewHub(ctx context.Context, bus Bus, cfg Config) (*Hub, error) {
 		docs:        map[string]*doc{},
 		live:        presence.NewLiveness(cfg.DownAfter),
 		dead:        map[string]time.Time{},
-		cursorClock: newCursorClock(),
+		cursorClock: newCursorClock(cfg.CursorTick),
 		evictions:   newWorklist[*Session](),
 		stop:        make(chan struct{}),
 	}

@@ -8,7 +8,8 @@
 # It builds collabd, collabd-bench and nats-server from this tree and Centrifugo v6.9.1 from
 # the Go module proxy (once, into $CENTRIFUGO_DIR), then runs the workloads of
 # docs/benchmarks.md and prints the table. The JSON summaries and server logs stay in OUT.
-# Set RUNS to choose workloads, e.g. RUNS="fanout-10 idle-10k".
+# Set RUNS to choose workloads, e.g. RUNS="fanout-10 idle-10k"; BEFORE=/path/to/collabd adds
+# an older build's fan-out rows.
 set -euo pipefail
 
 OUT=${1:-$(mktemp -d /tmp/collabd-sitting.XXXXXX)}
@@ -50,6 +51,8 @@ one() {
   kill $pid; wait $pid || true
 }
 collabd() { exec "$BIN/collabd" -addr 127.0.0.1:18080 -nats-listen off -log-level warn -max-conns-per-ip 20000 "$@"; }
+# BEFORE=path runs an older collabd binary beside the others, for before/after figures.
+before() { exec "$BEFORE" -addr 127.0.0.1:18080 -nats-listen off -log-level warn; }
 centrifugo() { exec "$CENTRIFUGO_DIR/centrifugo" -c "$CENTRIFUGO_DIR/config.json"; }
 CF="-adapter centrifugo -centrifugo-secret bench-secret"
 
@@ -86,6 +89,7 @@ for r in $RUNS; do
     n=${r#fanout-}
     one "collabd fanout-$n" 18080 "-docs $n $FANOUT" collabd
     one "centrifugo fanout-$n" 18000 "$CF -docs $n $FANOUT" centrifugo
+    if [[ -n ${BEFORE:-} ]]; then one "collabd-before fanout-$n" 18080 "-docs $n $FANOUT" before; fi
     ;;
   idle-10k)
     one "collabd idle-10k" 18080 "-docs 500 $IDLE" collabd
