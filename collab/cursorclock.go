@@ -12,7 +12,7 @@ import (
 // (doc.cur.queued), two entries, plus at most one earlier delivery when another instance's
 // cursors arrive; a delivery leaves the cycle's other entries void, and a void entry
 // expires within a tick, so the heap is bounded by a few entries per open document. Lock order: doc.mu, then cursorClock.mu (after is called
-// under doc.mu; the goroutine calls flushCursors holding nothing).
+// under doc.mu; the goroutine calls clockDue holding nothing).
 type cursorClock struct {
 	mu   sync.Mutex
 	due  dueHeap       // guarded by mu
@@ -102,7 +102,7 @@ func (c *cursorClock) at(d *doc, gen uint64, publish bool, t time.Time) {
 	}
 }
 
-// run flushes every document when due, until stop closes.
+// run publishes and delivers every document's cursors when due, until stop closes.
 func (c *cursorClock) run(stop <-chan struct{}) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
@@ -128,7 +128,7 @@ func (c *cursorClock) run(stop <-chan struct{}) {
 		}
 		if len(ready) > 0 {
 			ready = ready[:0]
-			continue // flushing took time: look again before sleeping
+			continue // that took time: look again before sleeping
 		}
 		t.Reset(next)
 		select {

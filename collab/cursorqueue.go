@@ -12,7 +12,7 @@ type CursorEntry struct {
 
 	sender   *Session // the local sender; nil for another instance's member
 	seq      uint64   // the document's change number of this value
-	needFrom uint64   // a hide of a position no flush carried: only members that joined at or after this change saw it
+	needFrom uint64   // a hide of a position no delivery carried: only members that joined at or after this change saw it
 }
 
 // CursorBatch is what a document's cursors did in one tick: at most one entry per sender,

@@ -27,14 +27,16 @@ import (
 // cycles falls behind when the CPU is short, and fewer, fuller frames are cheaper. The
 // tick comes back as the clock keeps time.
 //
-// A flush takes at most Config.CursorFrameMax entries, oldest change first; the rest stay
-// pending, latest wins, for the next flush. And a document's next flush waits until its
-// deliveries (entries times recipients) fit Config.CursorBudget per second: a very large
-// document gets its cursors thinned to what the budget allows instead of growing the work.
+// A delivery takes at most Config.CursorFrameMax entries, oldest change first; the rest
+// stay pending, latest wins, for the next one. And a document's next delivery waits until
+// its deliveries (entries times recipients) fit Config.CursorBudget per second: a very
+// large document gets its cursors thinned to what the budget allows instead of growing
+// the work.
 //
 // A hide (null) goes only to members that were shown the position: a second null, or a
-// null for a position no flush carried, is not relayed, and a member that joined after the
-// change never gets it (its snapshot already had the result).
+// null for a position no delivery carried, is not relayed, and a member that joined after
+// the change never gets it (its snapshot already had the result). A member that leaves has
+// its cursor hidden this way on every instance.
 
 // cursorState is the latest cursor of one sender in a document.
 type cursorState struct {
@@ -55,7 +57,7 @@ func (st *cursorState) gone() bool { return st.data == nil && !st.pending && !st
 
 // docCursors is the cursor part of a doc; guarded by doc.mu.
 type docCursors struct {
-	states   map[string]*cursorState // every cursor shown here, and hides not yet flushed
+	states   map[string]*cursorState // every cursor shown here, and hides not yet delivered or published
 	order    []string                // senders with a pending change, oldest change first (may repeat or hold stale ids)
 	pub      []string                // local senders with an unpublished change (may repeat or hold stale ids)
 	seq      uint64                  // counts cursor changes and joins
@@ -84,7 +86,7 @@ func (d *doc) cursor(s *Session, data json.RawMessage) {
 }
 
 // setCursorLocked records the latest cursor of sender id (of instance node; sender is the
-// local session, or nil) and schedules a flush.
+// local session, or nil) and schedules its cycle.
 func (d *doc) setCursorLocked(id string, data json.RawMessage, sender *Session, node string) {
 	c := &d.cur
 	st := c.states[id]
@@ -370,7 +372,7 @@ func (d *doc) onCursors(env cursorEnvelope) {
 func isNull(data json.RawMessage) bool { return len(data) == 0 || string(data) == "null" }
 
 // maxCursorMessage bounds one bus message of cursors, well under NATS's default 1 MiB
-// max_payload: a large flush travels as several messages.
+// max_payload: a large publish travels as several messages.
 const maxCursorMessage = 256 << 10
 
 // appendCursorEnvelope appends a cursorEnvelope holding entries from the start of entries

@@ -140,7 +140,7 @@ type Hub struct {
 	deadMu sync.Mutex
 	dead   map[string]time.Time // instances declared dead or gone: their messages are ignored until they heartbeat again
 
-	// cursorClock flushes each document's cursors a tick after their first change
+	// cursorClock publishes and delivers each document's cursors on tick boundaries
 	// (cursors.go).
 	cursorClock *cursorClock
 	// evictions holds slow sessions to remove, each at most once.
