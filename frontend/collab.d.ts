@@ -130,6 +130,7 @@ export type CollabErrorCode =
   | 'payload_too_large'
   | 'rate_limited'
   | 'forbidden'
+  | 'presence_full'
   | (string & {});
 
 /** The rejection value of requests and the argument of `error` events. */
