@@ -500,7 +500,7 @@ function parseJSON(text) {
 //
 // Each transport opener returns a connection {send(text, isCursor), backedUp(), close(code,
 // reason), abort(code, reason)} and reports through hooks: open(), frame(msg), close(code,
-// reason, failed) exactly once, refused(frames, err).
+// reason, failed, final) exactly once, refused(frames, err).
 
 const TRANSPORT_OPEN = { websocket: openWebSocket, sse: openSSE, poll: openPoll };
 
@@ -643,7 +643,6 @@ function httpSession(base, kind, doc, hooks) {
     try {
       res = await s.request(postURL, { method: 'POST', body: batch.join('\n'), headers: TEXT });
     } catch {
-      inflight = false;
       s.end(1006, 'send failed');
       return;
     } finally {
