@@ -55,7 +55,7 @@ export interface Welcome {
 
 /** A broadcast from another member (broadcasts are never echoed to their sender). */
 export interface BroadcastMessage<B = unknown> {
-  /** The sender's session id, or the REST sender for server-side broadcasts. */
+  /** The sender's session id; `''` for a broadcast posted through the REST API. */
   from: string;
   event: string;
   data: B;
@@ -74,7 +74,7 @@ export interface CollabEvents<S = Record<string, unknown>, C = Record<string, un
   /** A member's cursor moved, or was hidden (`null`, also when it leaves or on disconnect). */
   cursor: (id: string, data: C | null) => void;
   broadcast: (message: BroadcastMessage<B>) => void;
-  /** An error frame not tied to a request, or a failure to get a token. */
+  /** An error frame not tied to a request, a frame the server refused over HTTP, or a failure to get a token. */
   error: (error: CollabError) => void;
   /**
    * The connection closed. `retryIn` is the ms until the next attempt, or `null` when the client
