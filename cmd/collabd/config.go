@@ -74,7 +74,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&origins, "origins", env("COLLABD_ALLOWED_ORIGINS", ""), "comma-separated browser origins allowed to connect; empty allows any (env COLLABD_ALLOWED_ORIGINS)")
 	fs.StringVar(&level, "log-level", env("COLLABD_LOG_LEVEL", "info"), "debug, info, warn or error (env COLLABD_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("COLLABD_LOG_FORMAT", "text"), "text or json (env COLLABD_LOG_FORMAT)")
-	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", maxPerIP, "WebSocket connections allowed from one address (env COLLABD_MAX_CONNS_PER_IP)")
+	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", maxPerIP, "connections (WebSocket, SSE, long polling) allowed from one address (env COLLABD_MAX_CONNS_PER_IP)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", shutdown, "how long a graceful shutdown may take (env COLLABD_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.tlsCert, "tls-cert", env("COLLABD_TLS_CERT", ""), "PEM certificate (chain) file: serve HTTPS and wss with it and -tls-key (env COLLABD_TLS_CERT)")
 	fs.StringVar(&c.tlsKey, "tls-key", env("COLLABD_TLS_KEY", ""), "PEM private key file of -tls-cert (env COLLABD_TLS_KEY)")

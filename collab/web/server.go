@@ -27,9 +27,9 @@ type Config struct {
 	JWTSecret string
 	// Origins lists the browser origins allowed to connect; empty allows any.
 	Origins []string
-	// MaxConns limits WebSocket connections on this instance. Default 50000.
+	// MaxConns limits client connections (WebSocket, SSE, long polling) on this instance. Default 50000.
 	MaxConns int
-	// MaxConnsPerIP limits WebSocket connections from one address. Default 2000.
+	// MaxConnsPerIP limits client connections from one address. Default 2000.
 	MaxConnsPerIP int
 	// QueueBytes bounds each connection's outbound FIFO. Default 1 MiB.
 	QueueBytes int
