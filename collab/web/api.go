@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -31,14 +29,10 @@ func (s *Server) apiDoc(c *fiber.Ctx) (string, *identity, error) {
 	if !s.originAllowed(c) {
 		return "", nil, jsonError(c, fiber.StatusForbidden, "origin not allowed")
 	}
-	doc, err := url.PathUnescape(c.Params("doc"))
-	if err == nil {
-		err = collab.ValidDocID(doc)
-	}
+	doc, err := docParam(c)
 	if err != nil {
-		return "", nil, jsonError(c, fiber.StatusBadRequest, "bad document id: "+err.Error())
+		return "", nil, jsonError(c, fiber.StatusBadRequest, err.Error())
 	}
-	doc = strings.Clone(doc)
 	if s.auth == nil {
 		return doc, nil, nil
 	}

@@ -56,13 +56,9 @@ type httpOpen struct {
 // permission, 401 token missing or bad (it must come with this request: these transports
 // have no first-message auth), 429 connection limit.
 func (s *Server) checkOpen(c *fiber.Ctx) (*httpOpen, error) {
-	doc, err := url.PathUnescape(c.Params("doc"))
+	doc, err := docParam(c)
 	if err != nil {
-		return nil, s.refuse(c, refusedBadDoc, "bad document id: "+err.Error())
-	}
-	doc = strings.Clone(doc)
-	if err := collab.ValidDocID(doc); err != nil {
-		return nil, s.refuse(c, refusedBadDoc, "bad "+err.Error())
+		return nil, s.refuse(c, refusedBadDoc, err.Error())
 	}
 	if r, msg := s.checkCommon(c); r.status != 0 {
 		return nil, s.refuse(c, r, msg)

@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync"
@@ -36,13 +37,9 @@ const localsUpgrade = "collabd.upgrade"
 // it cannot go on: 400 bad document id or user, 426 not a WebSocket, 403 origin or permission,
 // 401 bad token, 429 connection limit, 503 draining.
 func (s *Server) upgradeNative(c *fiber.Ctx) error {
-	doc, err := url.PathUnescape(c.Params("doc"))
+	doc, err := docParam(c)
 	if err != nil {
-		return s.refuse(c, refusedBadDoc, "bad document id: "+err.Error())
-	}
-	doc = strings.Clone(doc)
-	if err := collab.ValidDocID(doc); err != nil {
-		return s.refuse(c, refusedBadDoc, "bad "+err.Error())
+		return s.refuse(c, refusedBadDoc, err.Error())
 	}
 	if !websocket.IsWebSocketUpgrade(c) {
 		return s.refuse(c, refusedNotWS, "this endpoint speaks WebSocket only")
@@ -74,6 +71,20 @@ func (s *Server) upgradeNative(c *fiber.Ctx) error {
 	}
 	c.Locals(localsUpgrade, u)
 	return s.handOver(c, u.slot, c.Next)
+}
+
+// docParam returns the request's {doc} path parameter, unescaped and checked, as a string
+// of its own (Fiber's parameters live in a buffer that is reused after the handler), or
+// the reason to answer 400 with.
+func docParam(c *fiber.Ctx) (string, error) {
+	doc, err := url.PathUnescape(c.Params("doc"))
+	if err != nil {
+		return "", fmt.Errorf("bad document id: %w", err)
+	}
+	if err := collab.ValidDocID(doc); err != nil {
+		return "", fmt.Errorf("bad %w", err)
+	}
+	return strings.Clone(doc), nil
 }
 
 // checkCommon applies the checks every WebSocket endpoint shares: draining and origin.
