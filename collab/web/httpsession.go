@@ -101,14 +101,17 @@ func (s *Server) newHTTPSession(kind string, o *httpOpen, c *conn) *httpSession 
 }
 
 // endHTTPSession records how hs ended; late requests learn it (410) until the tombstone
-// goes, after the time a client may take to come back.
+// goes, after the time a client may take to come back. The tombstone holds only what
+// lookup reads, not the connection: its outbox may still hold up to QueueBytes (a slow
+// consumer's), and sessions end faster than tombstones go.
 func (s *Server) endHTTPSession(hs *httpSession) {
 	final := hs.c.out.Closed()
 	if final == nil {
 		final = errClientGone
 	}
 	s.sessMu.Lock()
-	hs.final = final
+	hs.final = final // for the requests that hold hs already
+	s.sessions[hs.sid] = &httpSession{sid: hs.sid, kind: hs.kind, doc: hs.doc, final: final}
 	s.sessMu.Unlock()
 	time.AfterFunc(s.cfg.PollTimeout+s.cfg.PollGrace, func() {
 		s.sessMu.Lock()
