@@ -18,9 +18,9 @@ func main() {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	ctx, shutdown := context.WithCancel(context.Background())
-	hurry, skipDelay := context.WithCancel(context.Background())
+	hurry, cutDelay := context.WithCancel(context.Background())
 	go func() { // ends at the second signal or when main returns
-		for _, end := range []context.CancelFunc{shutdown, skipDelay} {
+		for _, end := range []context.CancelFunc{shutdown, cutDelay} {
 			select {
 			case <-sigs:
 				end()
@@ -30,7 +30,7 @@ func main() {
 		}
 	}()
 	err := run(withSkipDelay(ctx, hurry.Done()), os.Args[1:], os.Getenv, os.Stderr)
-	skipDelay()
+	cutDelay()
 	signal.Stop(sigs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "collabd:", err)
