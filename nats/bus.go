@@ -38,9 +38,10 @@ type Options struct {
 	Logger *slog.Logger
 	// PingInterval is how often the client pings its server; two unanswered pings drop the
 	// connection and it reconnects to another server. It bounds how long a hung (not
-	// crashed) NATS server goes unnoticed: collabd keeps it at a third of the instances'
-	// down-after. Too short, and a connection congested for a moment (a pong waits behind
-	// everything sent before the ping) is taken for a hung server. Default 5s.
+	// crashed) NATS server goes unnoticed: collabd keeps it at 1s, or a third of the
+	// instances' down-after when that is shorter. Too short, and a connection congested for
+	// a moment (a pong waits behind everything sent before the ping) is taken for a hung
+	// server. Default 5s.
 	PingInterval time.Duration
 
 	// TLS, as PEM files. With URL: CAFile verifies the servers (default: the system roots
