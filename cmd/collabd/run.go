@@ -103,8 +103,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		start := time.Now()
 		log.Info("shutting down: closing clients with 1012")
-		hub.Drain()
-		err := srv.Shutdown(cfg.shutdownTimeout)
+		err := srv.Shutdown(cfg.shutdownTimeout) // drains the hub first
 		log.Info("clients closed", "took", time.Since(start).Round(time.Millisecond))
 		return err
 	})
