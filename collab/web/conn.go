@@ -196,8 +196,7 @@ func tcpConn(nc net.Conn) net.Conn {
 // serveConn runs an upgraded connection until it ends: read is the protocol's reader, enc
 // its writer's encoder. The connection's slot in the limits is released after.
 func (s *Server) serveConn(ws *websocket.Conn, sl *slot, readLimit int64, enc encoder, read func(*conn) *collab.CloseError) {
-	s.handlers.Add(1)
-	defer s.handlers.Add(-1)
+	defer s.handlers.Add(-1) // counted by handOver
 	ws.SetReadLimit(readLimit)
 	nc := tcpConn(hijacked(ws.NetConn()))
 	c := s.newConn(sl, enc, func() { _ = nc.Close() })

@@ -68,12 +68,17 @@ func (l *connLimits) count() int {
 // it did, the hijack handler owns the slot, unless the server never runs it: fasthttp runs
 // it only after the response headers went out, and a client that resets first leaves the
 // connection closed instead; the server's ConnState hook then releases the slot.
+//
+// The hijack handler counts in s.handlers from here on, not from its own start: fasthttp
+// starts it on a goroutine of its own after this request ended, and a Shutdown that came
+// between would otherwise return before it ran. It, or the ConnState hook, uncounts it.
 func (s *Server) handOver(c *fiber.Ctx, sl *slot, next func() error) error {
 	err := next()
 	if err != nil || !c.Context().Hijacked() {
 		sl.release()
 		return err
 	}
+	s.handlers.Add(1)
 	s.pendingMu.Lock()
 	s.pending[c.Context().Conn()] = sl
 	s.pendingMu.Unlock()
@@ -92,5 +97,6 @@ func (s *Server) connState(nc net.Conn, st fasthttp.ConnState) {
 	s.pendingMu.Unlock()
 	if ok && st == fasthttp.StateClosed {
 		sl.release() // the hijack handler never ran
+		s.handlers.Add(-1)
 	}
 }

@@ -127,8 +127,9 @@ type Server struct {
 	log     *slog.Logger
 	app     *fiber.App
 
-	// handlers counts the running owners of connections (WebSocket and SSE handlers on
-	// hijacked connections, poll sessions), which the Fiber shutdown does not wait for.
+	// handlers counts the owners of connections that the Fiber shutdown does not wait for:
+	// poll sessions, and WebSocket and SSE handlers on hijacked connections, counted from
+	// the hijack (handOver) on, since fasthttp starts them only after the request ended.
 	handlers atomic.Int64
 	// unready makes /readyz answer 503 while clients are still served: see Unready.
 	unready atomic.Bool

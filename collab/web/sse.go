@@ -42,8 +42,7 @@ func (s *Server) sseOpen(c *fiber.Ctx) error {
 // session's frames as events; this goroutine joins, then reads the connection, which the
 // client uses for nothing else, so that its going away is a leave at once.
 func (s *Server) serveSSE(nc net.Conn, o *httpOpen, origin string) {
-	s.handlers.Add(1)
-	defer s.handlers.Add(-1)
+	defer s.handlers.Add(-1) // counted by handOver
 	raw := hijacked(nc)
 	tcp := tcpConn(raw)
 	c := s.newConn(o.slot, nativeEncoder{}, func() { _ = tcp.Close() })
