@@ -356,14 +356,8 @@ func (p *phxSocket) leaveLocked(ch *phxChannel) bool {
 	return true
 }
 
-// end closes ch from the server's side: a system message with the reason (as Supabase
-// Realtime sends it), then phx_close, which realtime-js reports as CLOSED.
-func (p *phxSocket) end(ch *phxChannel, reason string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.endLocked(ch, reason)
-}
-
+// endLocked closes ch from the server's side: a system message with the reason (as
+// Supabase Realtime sends it), then phx_close, which realtime-js reports as CLOSED.
 func (p *phxSocket) endLocked(ch *phxChannel, reason string) {
 	if !p.leaveLocked(ch) {
 		return
