@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -135,18 +136,27 @@ func (s *Server) lookup(c *fiber.Ctx, kind string) (*httpSession, error) {
 		return nil, jsonError(c, fiber.StatusNotFound, "unknown session: open a new one")
 	}
 	if final != nil {
-		return nil, c.Status(fiber.StatusGone).JSON(closeBody(final))
+		return nil, sendGone(c, final)
 	}
 	return hs, nil
 }
 
-// closeBody is the JSON of an ended session: {"close":{"code":...,"reason":"..."}}.
-func closeBody(cerr *collab.CloseError) fiber.Map {
-	return fiber.Map{"close": closeJSON(cerr)}
+// sendGone answers 410 for an ended session: {"close":{"code":...,"reason":"..."}}.
+func sendGone(c *fiber.Ctx, cerr *collab.CloseError) error {
+	b := append([]byte(`{"close":`), appendClose(nil, cerr)...)
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(fiber.StatusGone).Send(append(b, '}'))
 }
 
-func closeJSON(cerr *collab.CloseError) fiber.Map {
-	return fiber.Map{"code": cerr.Code, "reason": cerr.Reason}
+// appendClose appends how a session ended as the HTTP transports tell it, in a poll's
+// answer, a 410 and an SSE close event: {"code":...,"reason":"..."}.
+func appendClose(b []byte, cerr *collab.CloseError) []byte {
+	b = append(b, `{"code":`...)
+	b = strconv.AppendInt(b, int64(cerr.Code), 10)
+	b = append(b, `,"reason":`...)
+	reason, _ := json.Marshal(cerr.Reason) // strings always marshal
+	b = append(b, reason...)
+	return append(b, '}')
 }
 
 func jsonError(c *fiber.Ctx, status int, msg string) error {
@@ -182,7 +192,7 @@ func (s *Server) postFrames(kind string) fiber.Handler {
 			if cerr == nil {
 				cerr = errClientGone
 			}
-			return c.Status(fiber.StatusGone).JSON(closeBody(cerr))
+			return sendGone(c, cerr)
 		}
 		for n, line := range bytes.Split(body, []byte("\n")) {
 			line = bytes.TrimSpace(line)
@@ -194,7 +204,7 @@ func (s *Server) postFrames(kind string) fiber.Handler {
 			}
 			if cerr := hs.member.handle(line); cerr != nil {
 				hs.c.out.Close(cerr)
-				return c.Status(fiber.StatusGone).JSON(closeBody(hs.c.out.Closed()))
+				return sendGone(c, hs.c.out.Closed())
 			}
 		}
 		return c.SendStatus(fiber.StatusNoContent)
@@ -210,10 +220,4 @@ func notFrame(line []byte) string {
 		return "not a JSON object: send one native frame per line"
 	}
 	return ""
-}
-
-// jsonString returns s as a JSON string.
-func jsonString(s string) []byte {
-	b, _ := json.Marshal(s) // strings always marshal
-	return b
 }

@@ -3,7 +3,6 @@ package web
 import (
 	"errors"
 	"math"
-	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -82,7 +81,7 @@ func (s *Server) answerPoll(c *fiber.Ctx, hs *httpSession, open bool) error {
 		s.sessMu.Lock()
 		final := hs.final
 		s.sessMu.Unlock()
-		return c.Status(fiber.StatusGone).JSON(closeBody(final))
+		return sendGone(c, final)
 	}
 	return s.writePoll(c, hs, open, <-w.answer)
 }
@@ -99,11 +98,8 @@ func (s *Server) writePoll(c *fiber.Ctx, hs *httpSession, open bool, a pollAnswe
 	b = append(b, `"messages":`...)
 	b = append(b, a.messages...)
 	if a.close != nil {
-		b = append(b, `,"close":{"code":`...)
-		b = strconv.AppendInt(b, int64(a.close.Code), 10)
-		b = append(b, `,"reason":`...)
-		b = append(b, jsonString(a.close.Reason)...)
-		b = append(b, '}')
+		b = append(b, `,"close":`...)
+		b = appendClose(b, a.close)
 	}
 	b = append(b, '}')
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -139,9 +138,9 @@ func (t *sseTransport) ping() error {
 
 // close writes the close event and ends the response.
 func (t *sseTransport) close(cerr *collab.CloseError) error {
-	t.bw.WriteString("event: close\ndata: {\"code\":" + strconv.Itoa(cerr.Code) + `,"reason":`)
-	t.bw.Write(jsonString(cerr.Reason))
-	t.bw.WriteString("}\n\n")
+	t.bw.WriteString("event: close\ndata: ")
+	t.bw.Write(appendClose(nil, cerr))
+	t.bw.WriteString("\n\n")
 	if err := t.bw.Flush(); err != nil {
 		return err
 	}
