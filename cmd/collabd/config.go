@@ -83,7 +83,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.natsCert, "nats-cert", env("NATS_CERT", ""), "PEM client certificate for NATS; with the embedded server, its certificate (env NATS_CERT)")
 	fs.StringVar(&c.natsKey, "nats-key", env("NATS_KEY", ""), "PEM private key of -nats-cert (env NATS_KEY)")
 	fs.StringVar(&c.natsCreds, "nats-creds", env("NATS_CREDS", ""), "NATS .creds file (user JWT and nkey seed); external NATS only (env NATS_CREDS)")
-	fs.StringVar(&c.natsNKey, "nats-nkey", env("NATS_NKEY", ""), "file holding an NATS nkey seed (env NATS_NKEY)")
+	fs.StringVar(&c.natsNKey, "nats-nkey", env("NATS_NKEY", ""), "file holding a NATS nkey seed (env NATS_NKEY)")
 	fs.StringVar(&c.natsToken, "nats-token", env("NATS_TOKEN", ""), "NATS token; prefer the environment, flags show in ps (env NATS_TOKEN)")
 	fs.StringVar(&c.natsUser, "nats-user", env("NATS_USER", ""), "NATS user, with -nats-password (env NATS_USER)")
 	fs.StringVar(&c.natsPassword, "nats-password", env("NATS_PASSWORD", ""), "NATS password; prefer the environment (env NATS_PASSWORD)")
