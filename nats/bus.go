@@ -273,6 +273,9 @@ func embeddedSecurity(o Options, sopts *server.Options) error {
 	case o.User != "":
 		sopts.Username, sopts.Password = o.User, o.Password
 	}
+	if o.CAFile != "" && o.CertFile == "" {
+		return errors.New("nats: -nats-ca with the embedded server verifies client certificates and needs the server's own -nats-cert and -nats-key")
+	}
 	if o.CertFile != "" {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.CertFile, KeyFile: o.KeyFile, CaFile: o.CAFile, Verify: o.CAFile != ""})
 		if err != nil {

@@ -33,6 +33,10 @@ func TestEmbeddedBeyondLoopbackNeedsCredential(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "give one credential") {
 		t.Fatalf("token and user: got %v, want a refusal", err)
 	}
+	_, err = nats.Open(context.Background(), nats.Options{Listen: "off", CAFile: "ca.pem", Logger: quiet()})
+	if err == nil || !strings.Contains(err.Error(), "-nats-cert") {
+		t.Fatalf("embedded server with a CA and no certificate: got %v, want a refusal naming -nats-cert", err)
+	}
 }
 
 // TestEmbeddedEnforcesCredential: a client without the credential cannot connect to an
