@@ -141,10 +141,15 @@ func (d *doc) askLocked(node string, st *bcastStream, upTo uint64) {
 }
 
 // onReplay sends the broadcasts another instance asked for again, as they were published.
+// It publishes after unlocking: up to replayKeep messages, which need no order with this
+// document's other messages (the receiver orders broadcasts by sequence).
 func (d *doc) onReplay(env replayEnvelope) {
+	if env.To != d.hub.cfg.Node || env.Epoch != d.epoch {
+		return
+	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if env.To != d.hub.cfg.Node || env.Epoch != d.epoch || d.closed {
+	if d.closed {
+		d.mu.Unlock()
 		return
 	}
 	i, _ := slices.BinarySearchFunc(d.sent, env.From, func(b sentBcast, seq uint64) int {
@@ -156,8 +161,14 @@ func (d *doc) onReplay(env replayEnvelope) {
 		}
 		return 0
 	})
+	// The encodings are never modified; the slice of them is (publishBroadcastLocked).
+	replay := make([][]byte, 0, len(d.sent)-i)
 	for _, b := range d.sent[i:] {
-		if err := d.hub.bus.Publish(d.subject(kindBcast), b.data); err != nil {
+		replay = append(replay, b.data)
+	}
+	d.mu.Unlock()
+	for _, data := range replay {
+		if err := d.hub.bus.Publish(d.subject(kindBcast), data); err != nil {
 			d.hub.publishFailed("broadcast replay", d.id, err)
 			return
 		}
