@@ -225,25 +225,9 @@ func (h *Hub) Draining() bool {
 // Join makes a new session a member of opts.Doc. The session's first events are welcome,
 // the document's presence state (across instances) and the last known cursors.
 func (h *Hub) Join(ctx context.Context, out *Outbox, opts JoinOptions) (*Session, error) {
-	if err := ValidDocID(opts.Doc); err != nil {
-		return nil, err
-	}
-	d, created, err := h.acquire(opts.Doc)
+	d, err := h.acquireOpen(ctx, opts.Doc)
 	if err != nil {
 		return nil, err
-	}
-	if created {
-		d.open(ctx)
-	}
-	select {
-	case <-d.ready:
-	case <-ctx.Done():
-		h.release(d)
-		return nil, ctx.Err()
-	}
-	if d.openErr != nil {
-		h.release(d)
-		return nil, d.openErr
 	}
 	s := &Session{
 		ID:        randomID(8),
@@ -265,6 +249,33 @@ func (h *Hub) Join(ctx context.Context, out *Outbox, opts JoinOptions) (*Session
 	}
 	h.sessions.Add(1)
 	return s, nil
+}
+
+// acquireOpen acquires document id (see acquire) and waits until it is open: subscribed
+// and synchronised with the other instances. The caller releases it; on an error it is
+// released already.
+func (h *Hub) acquireOpen(ctx context.Context, id string) (*doc, error) {
+	if err := ValidDocID(id); err != nil {
+		return nil, err
+	}
+	d, created, err := h.acquire(id)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		d.open(ctx)
+	}
+	select {
+	case <-d.ready:
+	case <-ctx.Done():
+		h.release(d)
+		return nil, ctx.Err()
+	}
+	if d.openErr != nil {
+		h.release(d)
+		return nil, d.openErr
+	}
+	return d, nil
 }
 
 // acquire returns the open document id, creating it when it is not, and counts a pending
