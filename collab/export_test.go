@@ -13,14 +13,14 @@ func (h *Hub) FlushCursors(id string) {
 	}
 }
 
-// CursorBacklog reports document id's pending cursor changes and how long a thinned
-// document waits before its next delivery (0: not thinned).
-func (h *Hub) CursorBacklog(id string) (int, time.Duration) {
+// CursorBacklog reports document id's pending cursor changes and when a thinned document
+// may deliver next (zero: not thinned).
+func (h *Hub) CursorBacklog(id string) (int, time.Time) {
 	h.mu.Lock()
 	d := h.docs[id]
 	h.mu.Unlock()
 	if d == nil {
-		return 0, 0
+		return 0, time.Time{}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -30,9 +30,5 @@ func (h *Hub) CursorBacklog(id string) (int, time.Duration) {
 			n++
 		}
 	}
-	var wait time.Duration
-	if !d.cur.notBefore.IsZero() {
-		wait = time.Until(d.cur.notBefore)
-	}
-	return n, wait
+	return n, d.cur.notBefore
 }
