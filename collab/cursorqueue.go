@@ -209,9 +209,6 @@ func (c *Cursors) take(q *cursorQueue) {
 	c.q, *q = *q, c.q
 }
 
-// Len is the number of batches and folded entries drained.
-func (c *Cursors) Len() int { return len(c.q.items) + len(c.q.folded) }
-
 // Frames calls emit with one cursors frame per session that has cursors to receive: the
 // shared bytes of a batch when the session takes all of it and nothing else is queued for
 // it, otherwise the entries it takes, latest per sender, cut from the batches' shared

@@ -201,14 +201,6 @@ func (d *doc) clockDue(gen uint64, publish bool) {
 	}
 }
 
-// flushCursors publishes and delivers now.
-func (d *doc) flushCursors() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.publishPendingLocked()
-	d.deliverCursorsLocked()
-}
-
 // publishPendingLocked sends the local senders' unpublished changes to the other
 // instances. It runs under the lock, so that it is ordered with this document's presence
 // messages: a member's last position never reaches the others after its leave.

@@ -32,3 +32,14 @@ func (h *Hub) CursorBacklog(id string) (int, time.Time) {
 	}
 	return n, d.cur.notBefore
 }
+
+// flushCursors publishes and delivers d's cursors now.
+func (d *doc) flushCursors() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.publishPendingLocked()
+	d.deliverCursorsLocked()
+}
+
+// Len is the number of batches and folded entries drained.
+func (c *Cursors) Len() int { return len(c.q.items) + len(c.q.folded) }
