@@ -61,7 +61,7 @@ func snapshotParts(node string, v presence.Version, members presence.Members, bc
 	parts := []presenceEnvelope{{Node: node, Type: presenceSnap, V: v, Members: presence.Members{}, Bcast: bcast}}
 	size := 0
 	for id, e := range members {
-		n := 48 + len(id) + len(e.User) + len(e.State)
+		n := presence.Size(id, e)
 		if size > 0 && size+n > snapPartBytes {
 			parts = append(parts, presenceEnvelope{Node: node, Type: presenceSnap, V: v, Members: presence.Members{}})
 			size = 0
