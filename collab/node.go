@@ -40,12 +40,19 @@ func (h *Hub) heartbeatLoop() {
 		for _, n := range dead {
 			h.dead[n] = now
 		}
+		var forgotten []string
 		for n, at := range h.dead {
 			if now.Sub(at) > forgetDeadAfter {
 				delete(h.dead, n)
+				forgotten = append(forgotten, n)
 			}
 		}
 		h.deadMu.Unlock()
+		if len(forgotten) > 0 {
+			for _, d := range h.openDocs() {
+				d.forgetStreams(forgotten)
+			}
+		}
 		for _, n := range dead {
 			h.log.Warn("instance silent, its members leave", "peer", n, "after", h.cfg.DownAfter)
 			h.dropNode(n)

@@ -17,7 +17,7 @@ const (
 	replayKeep      = 1024    // broadcasts an instance keeps per document
 	replayKeepBytes = 1 << 20 // and their bytes at most
 	holdFor         = time.Second
-	holdMax         = 4096 // broadcasts held behind one gap before they are delivered anyway
+	holdMax         = replayKeep // broadcasts held behind one gap before they are delivered anyway: a sender keeps no more to fill it
 )
 
 // replayEnvelope asks instance To for its broadcasts in a document from sequence From on.
@@ -172,6 +172,16 @@ func (d *doc) onReplay(env replayEnvelope) {
 			d.hub.publishFailed("broadcast replay", d.id, err)
 			return
 		}
+	}
+}
+
+// forgetStreams drops what is known of the broadcasts of instances long gone (their ids are
+// random per start, so they never come back under the same one).
+func (d *doc) forgetStreams(nodes []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range nodes {
+		delete(d.streams, n)
 	}
 }
 
