@@ -293,6 +293,16 @@ func (c *client) sendRaw(data []byte) {
 	}
 }
 
+// sendUntilClosed sends data n times, or until a write fails: the server closes as soon as
+// a limit is passed, so the writes after that may find the connection closed.
+func (c *client) sendUntilClosed(data []byte, n int) {
+	for range n {
+		if c.ws.WriteMessage(websocket.TextMessage, data) != nil {
+			return
+		}
+	}
+}
+
 // quiet asserts that no frame of type typ arrives within d.
 func (c *client) quiet(typ string, d time.Duration) {
 	c.t.Helper()

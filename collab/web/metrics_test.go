@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fasthttp/websocket"
-
 	"collabd/collab"
 	"collabd/collab/web"
 	"collabd/nats/natstest"
@@ -139,13 +137,7 @@ func TestMetricsCountTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	// More bad frames in a row than a connection may send; the server closes after the
-	// 21st, so a write after that may fail.
-	for i := 0; i < 25; i++ {
-		if alice.ws.WriteMessage(websocket.TextMessage, []byte("not json")) != nil {
-			break
-		}
-	}
+	alice.sendUntilClosed([]byte("not json"), 25) // more bad frames in a row than allowed
 	if ce := alice.waitClose(5 * time.Second); ce == nil || ce.Code != collab.CodeProtocol {
 		t.Fatalf("close after bad frames: %v, want %d", ce, collab.CodeProtocol)
 	}

@@ -207,9 +207,7 @@ func TestRepeatedBadFramesClose4000(t *testing.T) {
 	in := startCluster(t, 1, instanceOpts{})[0]
 	a := join(t, in, "bad", "ann")
 	other := join(t, in, "bad", "bob")
-	for range 30 {
-		a.sendRaw([]byte(`nonsense`))
-	}
+	a.sendUntilClosed([]byte(`nonsense`), 30)
 	if ce := a.waitClose(5 * time.Second); ce == nil || ce.Code != 4000 {
 		t.Fatalf("close %v, want 4000", ce)
 	}
