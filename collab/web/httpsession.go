@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -44,56 +43,20 @@ type httpSession struct {
 	final *collab.CloseError
 }
 
-// httpOpen is what the checks of a transport's opening request found.
-type httpOpen struct {
-	doc   string
-	user  string
-	ident *identity // nil: auth is off
-	slot  *slot
-}
-
 // checkOpen checks the request that opens an SSE stream or a poll session and answers
 // plain HTTP when it cannot go on: 400 bad document id or user, 503 draining, 403 origin or
 // permission, 401 token missing or bad (it must come with this request: these transports
 // have no first-message auth), 429 connection limit.
-func (s *Server) checkOpen(c *fiber.Ctx) (*httpOpen, error) {
+func (s *Server) checkOpen(c *fiber.Ctx) (*admission, error) {
 	doc, err := docParam(c)
 	if err != nil {
 		return nil, s.refuse(c, refusedBadDoc, err.Error())
 	}
-	if r, msg := s.checkCommon(c); r.status != 0 {
-		return nil, s.refuse(c, r, msg)
-	}
-	o := &httpOpen{doc: doc}
-	if s.auth == nil {
-		o.user = strings.Clone(c.Query("user"))
-		if o.user != "" {
-			if err := collab.ValidUserID(o.user); err != nil {
-				return nil, s.refuse(c, refusedBadUser, "bad user: "+err.Error())
-			}
-		}
-	} else {
-		tok := bearer(c)
-		if tok == "" {
-			return nil, s.refuse(c, refusedToken, "token missing: send it with this request (token query or Authorization: Bearer)")
-		}
-		id, err := s.auth.verifyUser(tok)
-		if err != nil {
-			return nil, s.refuse(c, refusedToken, err.Error())
-		}
-		if !id.allows(doc) {
-			return nil, s.refuse(c, refusedDocument, "token does not allow document "+doc)
-		}
-		o.ident = &id
-	}
-	if o.slot = s.limits.acquire(c.IP()); o.slot == nil {
-		return nil, s.refuse(c, refusedConnLimit, "too many connections")
-	}
-	return o, nil
+	return s.admit(c, doc, true)
 }
 
 // newHTTPSession registers a session of transport kind for o.
-func (s *Server) newHTTPSession(kind string, o *httpOpen, c *conn) *httpSession {
+func (s *Server) newHTTPSession(kind string, o *admission, c *conn) *httpSession {
 	hs := &httpSession{sid: randomKey(), kind: kind, doc: o.doc, c: c, joined: make(chan struct{})}
 	s.sessMu.Lock()
 	s.sessions[hs.sid] = hs

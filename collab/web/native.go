@@ -23,11 +23,11 @@ const nativeReadLimit = collab.MaxBroadcastBytes + 4<<10
 // with 4000.
 const maxBadFrames = 20
 
-// upgrade is what the checks before a WebSocket upgrade found, for the handler.
-type upgrade struct {
+// admission is what the checks before a connection to a document found, for its handler.
+type admission struct {
 	doc   string
-	ip    string
-	ident *identity // nil: no token yet (auth off, or the client sends it first thing)
+	user  string    // the user query (auth off only)
+	ident *identity // nil: auth off, or the client sends its token first thing (WebSocket)
 	slot  *slot     // the connection's place in the limits, released when it ends
 }
 
@@ -44,30 +44,9 @@ func (s *Server) upgradeNative(c *fiber.Ctx) error {
 	if !websocket.IsWebSocketUpgrade(c) {
 		return s.refuse(c, refusedNotWS, "this endpoint speaks WebSocket only")
 	}
-	u := &upgrade{doc: doc, ip: c.IP()}
-	if r, msg := s.checkCommon(c); r.status != 0 {
-		return s.refuse(c, r, msg)
-	}
-	if user := c.Query("user"); user != "" && s.auth == nil {
-		// With auth on the token names the user and the query is ignored.
-		if err := collab.ValidUserID(user); err != nil {
-			return s.refuse(c, refusedBadUser, "bad user: "+err.Error())
-		}
-	}
-	if s.auth != nil {
-		if tok := bearer(c); tok != "" {
-			id, err := s.auth.verifyUser(tok)
-			if err != nil {
-				return s.refuse(c, refusedToken, err.Error())
-			}
-			if !id.allows(doc) {
-				return s.refuse(c, refusedDocument, "token does not allow document "+doc)
-			}
-			u.ident = &id
-		}
-	}
-	if u.slot = s.limits.acquire(u.ip); u.slot == nil {
-		return s.refuse(c, refusedConnLimit, "too many connections")
+	u, err := s.admit(c, doc, false)
+	if u == nil {
+		return err // refused: the answer is written
 	}
 	c.Locals(localsUpgrade, u)
 	return s.handOver(c, u.slot, c.Next)
@@ -85,6 +64,41 @@ func docParam(c *fiber.Ctx) (string, error) {
 		return "", fmt.Errorf("bad %w", err)
 	}
 	return strings.Clone(doc), nil
+}
+
+// admit applies the checks every connection to a document shares, after its endpoint's
+// own: draining and origin (503, 403), the user (400) or the token (401, 403), and the
+// connection limits (429). With tokenNow the token must come with this request when auth is
+// on; otherwise a request without one is left for a first auth message (ident nil). A nil
+// admission means the request was refused and answered (err: a failure to answer).
+func (s *Server) admit(c *fiber.Ctx, doc string, tokenNow bool) (*admission, error) {
+	if r, msg := s.checkCommon(c); r.status != 0 {
+		return nil, s.refuse(c, r, msg)
+	}
+	a := &admission{doc: doc}
+	if s.auth == nil {
+		// With auth on the token names the user and the query is ignored.
+		if a.user = strings.Clone(c.Query("user")); a.user != "" {
+			if err := collab.ValidUserID(a.user); err != nil {
+				return nil, s.refuse(c, refusedBadUser, "bad user: "+err.Error())
+			}
+		}
+	} else if tok := bearer(c); tok != "" {
+		id, err := s.auth.verifyUser(tok)
+		if err != nil {
+			return nil, s.refuse(c, refusedToken, err.Error())
+		}
+		if !id.allows(doc) {
+			return nil, s.refuse(c, refusedDocument, "token does not allow document "+doc)
+		}
+		a.ident = &id
+	} else if tokenNow {
+		return nil, s.refuse(c, refusedToken, "token missing: send it with this request (token query or Authorization: Bearer)")
+	}
+	if a.slot = s.limits.acquire(c.IP()); a.slot == nil {
+		return nil, s.refuse(c, refusedConnLimit, "too many connections")
+	}
+	return a, nil
 }
 
 // checkCommon applies the checks every WebSocket endpoint shares: draining and origin.
@@ -138,16 +152,16 @@ func (s *Server) wsConfig() websocket.Config {
 
 func (s *Server) nativeHandler() fiber.Handler {
 	return websocket.New(func(ws *websocket.Conn) {
-		u := ws.Locals(localsUpgrade).(*upgrade)
+		u := ws.Locals(localsUpgrade).(*admission)
 		s.serveConn(ws, u.slot, nativeReadLimit, nativeEncoder{}, func(c *conn) *collab.CloseError {
-			return s.readNative(c, u, ws.Query("user"))
+			return s.readNative(c, u)
 		})
 	}, s.wsConfig())
 }
 
 // readNative runs a native connection: authentication when the upgrade carried no token,
 // the join, then one command per frame until the connection ends.
-func (s *Server) readNative(c *conn, u *upgrade, user string) *collab.CloseError {
+func (s *Server) readNative(c *conn, u *admission) *collab.CloseError {
 	c.extendOnPong()
 	ident := u.ident
 	var authRef string
@@ -158,7 +172,7 @@ func (s *Server) readNative(c *conn, u *upgrade, user string) *collab.CloseError
 		}
 		ident, authRef = &id, ref
 	}
-	m, cerr := s.joinNative(c, u.doc, user, ident, authRef)
+	m, cerr := s.joinNative(c, u.doc, u.user, ident, authRef)
 	if cerr != nil {
 		return cerr
 	}

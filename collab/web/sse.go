@@ -40,7 +40,7 @@ func (s *Server) sseOpen(c *fiber.Ctx) error {
 // serveSSE runs an SSE session on its hijacked connection: the writer streams the
 // session's frames as events; this goroutine joins, then reads the connection, which the
 // client uses for nothing else, so that its going away is a leave at once.
-func (s *Server) serveSSE(nc net.Conn, o *httpOpen, origin string) {
+func (s *Server) serveSSE(nc net.Conn, o *admission, origin string) {
 	defer s.handlers.Add(-1) // counted by handOver
 	raw := hijacked(nc)
 	tcp := tcpConn(raw)
