@@ -264,6 +264,8 @@ export function connect(opts = {}) {
     if (members.size) setMembers(new Map());
     if (stopped) return finish(code, reason);
     if (!wasReady && failed && round.length) { openNext(); return; } // try the next transport now
+    // A connection that lasted earned its token source a fresh chance.
+    if (welcomedAt && Date.now() - welcomedAt >= AUTH_SETTLE) tokenRefreshed = false;
     if (code === 4001 && typeof token === 'function') {
       // A fresh token once; a refreshed token refused at once (before or right after its
       // welcome) stops, so a token source that keeps failing cannot make us spin.
