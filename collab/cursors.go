@@ -371,7 +371,7 @@ const maxCursorMessage = 256 << 10
 // (at least one) while it stays under limit bytes, and returns the rest.
 func appendCursorEnvelope(dst []byte, node string, entries []CursorEntry, limit int) ([]byte, []CursorEntry) {
 	dst = append(dst, `{"n":`...)
-	dst = appendJSONString(dst, node)
+	dst = AppendJSONString(dst, node)
 	dst = append(dst, `,"c":[`...)
 	start := len(dst)
 	i := 0
@@ -381,7 +381,7 @@ func appendCursorEnvelope(dst []byte, node string, entries []CursorEntry, limit 
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"id":`...)
-		dst = appendJSONString(dst, entries[i].ID)
+		dst = AppendJSONString(dst, entries[i].ID)
 		dst = append(dst, `,"data":`...)
 		dst = append(dst, entries[i].Data...)
 		dst = append(dst, '}')
@@ -500,8 +500,8 @@ func jsonValueLen(b []byte) int {
 	return 0
 }
 
-// appendJSONString appends s as a JSON string.
-func appendJSONString(dst []byte, s string) []byte {
+// AppendJSONString appends s as a JSON string; the codecs in collab/wire use it too.
+func AppendJSONString(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
 			b, _ := json.Marshal(s) // strings always marshal

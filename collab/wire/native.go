@@ -159,11 +159,11 @@ func AppendNative(dst []byte, ev *collab.Event) []byte {
 	switch ev.Kind {
 	case collab.EventWelcome:
 		dst = append(dst, `{"type":"welcome","payload":{"id":`...)
-		dst = appendString(dst, s.ID)
+		dst = collab.AppendJSONString(dst, s.ID)
 		dst = append(dst, `,"user":`...)
-		dst = appendString(dst, s.User)
+		dst = collab.AppendJSONString(dst, s.User)
 		dst = append(dst, `,"doc":`...)
-		dst = appendString(dst, s.Doc)
+		dst = collab.AppendJSONString(dst, s.Doc)
 		return append(dst, "}}"...)
 	case collab.EventPresenceState:
 		dst = append(dst, `{"type":"presence.state","payload":`...)
@@ -177,9 +177,9 @@ func AppendNative(dst []byte, ev *collab.Event) []byte {
 		return append(dst, "}}"...)
 	case collab.EventBroadcast:
 		dst = append(dst, `{"type":"broadcast","payload":{"from":`...)
-		dst = appendString(dst, ev.From)
+		dst = collab.AppendJSONString(dst, ev.From)
 		dst = append(dst, `,"event":`...)
-		dst = appendString(dst, ev.Name)
+		dst = collab.AppendJSONString(dst, ev.Name)
 		dst = append(dst, `,"data":`...)
 		dst = appendRaw(dst, ev.Data)
 		if ev.Binary { // data is the base64 string of a binary payload
@@ -188,19 +188,19 @@ func AppendNative(dst []byte, ev *collab.Event) []byte {
 		return append(dst, "}}"...)
 	case collab.EventOK:
 		dst = append(dst, `{"type":"ok","ref":`...)
-		dst = appendString(dst, ev.Ref)
+		dst = collab.AppendJSONString(dst, ev.Ref)
 		return append(dst, '}')
 	case collab.EventError:
 		dst = append(dst, `{"type":"error",`...)
 		if ev.Ref != "" {
 			dst = append(dst, `"ref":`...)
-			dst = appendString(dst, ev.Ref)
+			dst = collab.AppendJSONString(dst, ev.Ref)
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `"payload":{"code":`...)
-		dst = appendString(dst, ev.Err.Code)
+		dst = collab.AppendJSONString(dst, ev.Err.Code)
 		dst = append(dst, `,"message":`...)
-		dst = appendString(dst, ev.Err.Message)
+		dst = collab.AppendJSONString(dst, ev.Err.Message)
 		return append(dst, "}}"...)
 	case collab.EventFrame:
 		return append(dst, ev.Data...)
@@ -208,7 +208,7 @@ func AppendNative(dst []byte, ev *collab.Event) []byte {
 		dst = append(dst, `{"type":"pong"`...)
 		if ev.Ref != "" {
 			dst = append(dst, `,"ref":`...)
-			dst = appendString(dst, ev.Ref)
+			dst = collab.AppendJSONString(dst, ev.Ref)
 		}
 		if len(ev.Data) > 0 {
 			dst = append(dst, `,"payload":`...)
@@ -225,7 +225,7 @@ var NativeCursors = &collab.CursorEncoder{
 	Suffix: "]}",
 	Entry: func(dst []byte, e *collab.CursorEntry) []byte {
 		dst = append(dst, `{"id":`...)
-		dst = appendString(dst, e.ID)
+		dst = collab.AppendJSONString(dst, e.ID)
 		dst = append(dst, `,"data":`...)
 		dst = appendRaw(dst, e.Data)
 		return append(dst, '}')
@@ -246,9 +246,9 @@ func appendMembers(dst []byte, m presence.Members) []byte {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendString(dst, id)
+		dst = collab.AppendJSONString(dst, id)
 		dst = append(dst, `:{"user":`...)
-		dst = appendString(dst, e.User)
+		dst = collab.AppendJSONString(dst, e.User)
 		dst = append(dst, `,"state":`...)
 		dst = appendRaw(dst, e.State)
 		dst = append(dst, '}')
@@ -261,17 +261,4 @@ func appendRaw(dst []byte, raw json.RawMessage) []byte {
 		return append(dst, "null"...)
 	}
 	return append(dst, raw...)
-}
-
-// appendString appends s as a JSON string.
-func appendString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
-			b, _ := json.Marshal(s) // strings always marshal
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }

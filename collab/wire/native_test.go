@@ -673,10 +673,10 @@ func encodeClientFrame(c collab.Command) []byte {
 		collab.CmdBroadcast: "broadcast", collab.CmdPing: "ping", collab.CmdAuth: "auth",
 	}[c.Kind]
 	b := []byte(`{"type":`)
-	b = appendString(b, typ)
+	b = collab.AppendJSONString(b, typ)
 	if c.Ref != "" {
 		b = append(b, `,"ref":`...)
-		b = appendString(b, c.Ref)
+		b = collab.AppendJSONString(b, c.Ref)
 	}
 	switch c.Kind {
 	case collab.CmdCursor, collab.CmdTrack, collab.CmdPing:
@@ -686,13 +686,13 @@ func encodeClientFrame(c collab.Command) []byte {
 		}
 	case collab.CmdBroadcast:
 		b = append(b, `,"payload":{"event":`...)
-		b = appendString(b, c.Name)
+		b = collab.AppendJSONString(b, c.Name)
 		b = append(b, `,"data":`...)
 		b = append(b, c.Data...)
 		b = append(b, '}')
 	case collab.CmdAuth:
 		b = append(b, `,"payload":{"token":`...)
-		b = appendString(b, c.Token)
+		b = collab.AppendJSONString(b, c.Token)
 		b = append(b, '}')
 	}
 	return append(b, '}')
