@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -60,18 +59,7 @@ func (nd *natsNode) start(t *testing.T) {
 		"-n", nd.name, "--cluster_name", "collabd-test",
 		"--cluster", "nats://127.0.0.1:"+strconv.Itoa(nd.cport),
 		"--routes", strings.Join(nd.routes, ","))
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(nd.port))
-	procPoll(t, 10*time.Second, nd.name+" accepting on "+addr, func() bool {
-		if nd.p.exited() {
-			t.Fatalf("%s exited: %v\n%s", nd.name, nd.p.err, nd.p.out)
-		}
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	})
+	waitAccepting(t, nd.p, nd.name, nd.port)
 }
 
 // kill9 kills the node without a word and waits until it is gone.

@@ -473,10 +473,17 @@ func (n *natsProc) url() string { return "nats://127.0.0.1:" + strconv.Itoa(n.po
 func (n *natsProc) start(t *testing.T) {
 	t.Helper()
 	n.p = startProcX(t, "nats-server", n.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(n.port))
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.port))
-	procPoll(t, 10*time.Second, "nats-server accepting on "+addr, func() bool {
-		if n.p.exited() {
-			t.Fatalf("nats-server exited: %v", n.p.err)
+	waitAccepting(t, n.p, "nats-server", n.port)
+}
+
+// waitAccepting waits until the process p (called name) accepts TCP connections on port of
+// the loopback, failing the test when it exits first.
+func waitAccepting(t *testing.T, p *procX, name string, port int) {
+	t.Helper()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	procPoll(t, 10*time.Second, name+" accepting on "+addr, func() bool {
+		if p.exited() {
+			t.Fatalf("%s exited: %v\n%s", name, p.err, p.out)
 		}
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
