@@ -15,16 +15,24 @@ import (
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// newHub runs a hub on its own connection to the NATS server at url.
+// newHub runs a hub on its own connection to the NATS server at url, with a short heartbeat
+// unless cfg sets one.
 func newHub(t testing.TB, url string, cfg collab.Config) (*collab.Hub, *nats.Bus) {
 	t.Helper()
-	ctx := context.Background()
-	bus, err := nats.Open(ctx, nats.Options{URL: url, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat, cfg.DownAfter = 50*time.Millisecond, 300*time.Millisecond
+	}
+	return openHub(t, nats.Options{URL: url}, cfg)
+}
+
+// openHub runs a hub with cfg on a bus opened with opts; both close when the test ends.
+func openHub(t testing.TB, opts nats.Options, cfg collab.Config) (*collab.Hub, *nats.Bus) {
+	t.Helper()
+	ctx := context.Background()
+	opts.Logger = quiet()
+	bus, err := nats.Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
 	}
 	cfg.Logger = quiet()
 	h, err := collab.NewHub(ctx, bus, cfg)

@@ -40,7 +40,7 @@ func TestManyHubs(t *testing.T) {
 		loadWindow = 3 * time.Second
 		cursorHz   = 10
 	)
-	srv := startMonitoredServer(t)
+	srv := natstest.NewServer(t).NATS()
 	syncs := &durations{}
 	hubs := make([]*collab.Hub, nHubs)
 	names := make([]string, nHubs)
@@ -138,45 +138,11 @@ func TestManyHubs(t *testing.T) {
 	}
 }
 
-// startMonitoredServer starts an in-process nats-server on a loopback port, whose Connz
-// gives each connection's counters.
-func startMonitoredServer(t *testing.T) *server.Server {
-	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start() // stopped in Cleanup
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	return srv
-}
-
 // newNamedHub runs a hub with the default heartbeat on its own connection, named name in
 // the server's monitoring; onSync is told how long each document opening waited.
 func newNamedHub(t *testing.T, url, name string, onSync func(time.Duration)) *collab.Hub {
 	t.Helper()
-	ctx := context.Background()
-	bus, err := nats.Open(ctx, nats.Options{URL: url, Name: name, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := collab.NewHub(ctx, bus, collab.Config{Logger: quiet(), OnSync: onSync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bus.OnReconnect(h.Resync)
-	t.Cleanup(func() {
-		h.Close()
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		bus.Close(cctx)
-	})
+	h, _ := openHub(t, nats.Options{URL: url, Name: name}, collab.Config{OnSync: onSync})
 	return h
 }
 

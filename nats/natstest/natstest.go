@@ -30,6 +30,10 @@ func NewServer(t testing.TB) *Server {
 // URL is the client URL of the server, stable across Stop and Start.
 func (s *Server) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(s.port) }
 
+// NATS is the running server, for what a test reads of it (Connz: each connection's
+// counters); nil while stopped.
+func (s *Server) NATS() *server.Server { return s.srv }
+
 // Start starts the server (again) on its port.
 func (s *Server) Start() {
 	s.t.Helper()
