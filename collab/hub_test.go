@@ -73,24 +73,31 @@ func joinHub(t *testing.T, h *collab.Hub, doc, user string, queue int) *member {
 // sync applies everything queued to m's view.
 func (m *member) sync() []collab.Event {
 	events, _ := m.out.Drain(nil, nil)
+	m.states += applyPresence(m.state, events)
+	return events
+}
+
+// applyPresence applies the presence events among events to view (id -> user), as a client
+// keeps its member map, and returns how many presence.state events it saw.
+func applyPresence(view map[string]string, events []collab.Event) (states int) {
 	for _, ev := range events {
 		switch ev.Kind {
 		case collab.EventPresenceState:
-			m.states++
-			m.state = map[string]string{}
+			states++
+			clear(view)
 			for id, e := range ev.State {
-				m.state[id] = e.User
+				view[id] = e.User
 			}
 		case collab.EventPresenceDiff:
 			for id := range ev.Diff.Leaves {
-				delete(m.state, id)
+				delete(view, id)
 			}
 			for id, e := range ev.Diff.Joins {
-				m.state[id] = e.User
+				view[id] = e.User
 			}
 		}
 	}
-	return events
+	return states
 }
 
 func (m *member) waitState(want map[string]string) {

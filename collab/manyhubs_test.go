@@ -264,22 +264,7 @@ func (m *mhMember) sync() {
 	if ce != nil {
 		m.t.Fatalf("%s: outbox closed: %v", m.s.User, ce)
 	}
-	for _, ev := range m.events {
-		switch ev.Kind {
-		case collab.EventPresenceState:
-			clear(m.state)
-			for id, e := range ev.State {
-				m.state[id] = e.User
-			}
-		case collab.EventPresenceDiff:
-			for id := range ev.Diff.Leaves {
-				delete(m.state, id)
-			}
-			for id, e := range ev.Diff.Joins {
-				m.state[id] = e.User
-			}
-		}
-	}
+	applyPresence(m.state, m.events)
 	for _, frame := range cursorFrames(m.t, &m.drained) {
 		for _, c := range frame {
 			m.cursors[c.ID] = c.Data

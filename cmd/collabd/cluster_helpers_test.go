@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/fasthttp/websocket"
 )
 
 // This file holds the helpers of cluster_test.go and rolling_test.go: a nats-server cluster
@@ -202,20 +200,6 @@ func (c *nclient) leaves() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.leftAt)
-}
-
-// sendRef writes one native frame with a ref.
-func (c *nclient) sendRef(typ, ref string, payload any) {
-	c.t.Helper()
-	data, err := json.Marshal(map[string]any{"type": typ, "ref": ref, "payload": payload})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
-		c.t.Fatalf("%s: write: %v", c.name, err)
-	}
 }
 
 // durStats summarises durations for the logs: n, min, median, p95 and max.

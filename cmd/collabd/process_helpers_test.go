@@ -302,7 +302,17 @@ func (c *nclient) closeCode() (int, time.Time) {
 // send writes one native frame.
 func (c *nclient) send(typ string, payload any) {
 	c.t.Helper()
-	data, err := json.Marshal(map[string]any{"type": typ, "payload": payload})
+	c.sendRef(typ, "", payload)
+}
+
+// sendRef writes one native frame with a ref ("": none).
+func (c *nclient) sendRef(typ, ref string, payload any) {
+	c.t.Helper()
+	msg := map[string]any{"type": typ, "payload": payload}
+	if ref != "" {
+		msg["ref"] = ref
+	}
+	data, err := json.Marshal(msg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
