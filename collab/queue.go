@@ -57,7 +57,10 @@ func (o *Outbox) Push(ev Event) { o.push(ev) }
 
 // push queues ev and reports false when the outbox is closed for being too slow.
 func (o *Outbox) push(ev Event) bool {
-	n := ev.size()
+	n := 0
+	if ev.Kind != EventPresenceState { // not counted: no need to walk its members
+		n = ev.size()
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed != nil {
