@@ -203,6 +203,9 @@ type Cursors struct {
 	index    map[string]int // into merged
 }
 
+// Empty reports whether c holds no cursors.
+func (c *Cursors) Empty() bool { return c.q.empty() }
+
 // take moves q's content into c; q is left empty (and keeps c's old storage).
 func (c *Cursors) take(q *cursorQueue) {
 	c.q.reset()

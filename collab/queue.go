@@ -5,6 +5,9 @@ import "sync"
 // DefaultQueueBytes bounds the FIFO of one connection (presence and broadcasts).
 const DefaultQueueBytes = 1 << 20
 
+// keptEvents is the FIFO storage an outbox keeps across drains; a burst beyond it is let go.
+const keptEvents = 4
+
 // Outbox is the outbound queue of one connection, shared by its sessions (a Phoenix socket
 // holds several) and drained by the connection's single writer. Delivery never blocks:
 // cursors come as their document's shared batches, folded latest-wins per sender when the
@@ -22,6 +25,7 @@ const DefaultQueueBytes = 1 << 20
 type Outbox struct {
 	maxBytes int
 	wake     chan struct{} // capacity 1: "there is something to drain"
+	notify   func()        // guarded by mu: called instead of a send on wake, when set
 
 	mu      sync.Mutex
 	events  []Event           // guarded by mu
@@ -43,7 +47,20 @@ func NewOutbox(maxBytes int) *Outbox {
 // Wake receives a value whenever there may be something to drain or the outbox closed.
 func (o *Outbox) Wake() <-chan struct{} { return o.wake }
 
+// Notify makes the outbox call f, instead of sending on Wake, whenever there may be something
+// to drain or it closed; what was signalled before is for its caller to look at. f runs
+// under the outbox's lock, so it must neither block nor call the outbox.
+func (o *Outbox) Notify(f func()) {
+	o.mu.Lock()
+	o.notify = f
+	o.mu.Unlock()
+}
+
 func (o *Outbox) signal() {
+	if o.notify != nil {
+		o.notify()
+		return
+	}
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -165,8 +182,12 @@ func (o *Outbox) Drain(events []Event, cur *Cursors) ([]Event, *CloseError) {
 	} else {
 		o.cursors.reset()
 	}
-	clear(o.events)
-	o.events = o.events[:0]
+	if cap(o.events) > keptEvents {
+		o.events = nil // a burst's storage goes: an idle connection holds little
+	} else {
+		clear(o.events)
+		o.events = o.events[:0]
+	}
 	o.bytes = 0
 	clear(o.resync)
 	closed := o.closed

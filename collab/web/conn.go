@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math"
 	"net"
 	"runtime/debug"
 	"sync"
@@ -13,7 +12,6 @@ import (
 
 	fws "github.com/fasthttp/websocket"
 	"github.com/gofiber/contrib/websocket"
-	"golang.org/x/sync/errgroup"
 
 	"collabd/collab"
 )
@@ -91,8 +89,7 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	expires    atomic.Int64  // unix nanoseconds when the token expires; 0: never
-	expiryMove chan struct{} // capacity 1: expires changed
+	expires atomic.Int64 // unix nanoseconds when the token expires; 0: never
 
 	closing atomic.Bool // the outbox closed: frames the client still sends are ignored
 	stale   atomic.Bool // the outbox overflowed: the writer drops what it holds
@@ -102,7 +99,10 @@ type conn struct {
 
 	abortMu  sync.Mutex
 	deadline *time.Timer // guarded by abortMu: aborts a close that takes longer than CloseTimeout
+	expiry   *time.Timer // guarded by abortMu: closes the connection when its token expires
 	finished bool        // guarded by abortMu: the owner is done; abort must not run
+
+	wr *writer // a streaming connection's writer (startWriter); nil for a poll session
 
 	// WebSocket connections only.
 	ws         *websocket.Conn
@@ -112,12 +112,11 @@ type conn struct {
 // newConn registers a connection of the server; abort ends its network connection.
 func (s *Server) newConn(sl *slot, enc encoder, abort func()) *conn {
 	c := &conn{
-		srv:        s,
-		out:        collab.NewOutbox(s.cfg.QueueBytes),
-		enc:        enc,
-		slot:       sl,
-		expiryMove: make(chan struct{}, 1),
-		abort:      abort,
+		srv:   s,
+		out:   collab.NewOutbox(s.cfg.QueueBytes),
+		enc:   enc,
+		slot:  sl,
+		abort: abort,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.out.OnClose(c.onClose)
@@ -160,6 +159,9 @@ func (c *conn) finish() {
 	c.finished = true
 	if c.deadline != nil {
 		c.deadline.Stop()
+	}
+	if c.expiry != nil {
+		c.expiry.Stop()
 	}
 	c.abortMu.Unlock()
 	c.cancel()
@@ -205,8 +207,8 @@ func (s *Server) serveConn(ws *websocket.Conn, sl *slot, readLimit int64, enc en
 	c.serveWS(func() *collab.CloseError { return read(c) })
 }
 
-// serveWS runs the writer, then read on this goroutine; when read returns, the writer sends
-// what is queued and the close frame, and serveWS returns once it stopped.
+// serveWS starts the writer, then runs read on this goroutine; when read returns, the writer
+// sends what is queued and the close frame, and serveWS returns once it ended.
 //
 // Closing follows RFC 6455 7.1.1: the server closes the TCP connection as soon as the
 // client's close frame answered its own. When the writer sent the close (the outbox was
@@ -214,15 +216,13 @@ func (s *Server) serveConn(ws *websocket.Conn, sl *slot, readLimit int64, enc en
 // answer; when the reader decided it, serveWS reads until the answer. CloseTimeout bounds
 // both for a client that never answers.
 func (c *conn) serveWS(read func() *collab.CloseError) {
-	var g errgroup.Group
-	t := wsTransport{ws: c.ws, writeTimeout: c.srv.cfg.WriteTimeout}
-	g.Go(func() error { return c.writeLoop(t, c.srv.cfg.PingInterval) })
+	c.startWriter(wsTransport{ws: c.ws, writeTimeout: c.srv.cfg.WriteTimeout}, c.srv.cfg.PingInterval)
 	cerr := c.readSafely(read)
 	if cerr == nil {
 		cerr = errClientGone
 	}
 	c.out.Close(cerr)
-	if err := g.Wait(); err != nil {
+	if err := c.awaitWriter(); err != nil {
 		c.srv.log.Debug("write failed", "err", err)
 	}
 	c.ended()
@@ -264,82 +264,177 @@ func (c *conn) readSafely(read func() *collab.CloseError) (cerr *collab.CloseErr
 	return read()
 }
 
-// setExpiry makes the connection close with 4001 at t (zero: never).
+// setExpiry makes the connection close with 4001 at t (zero: never), replacing the expiry
+// it had.
 func (c *conn) setExpiry(t time.Time) {
 	var n int64
 	if !t.IsZero() {
 		n = t.UnixNano()
 	}
 	c.expires.Store(n)
-	select {
-	case c.expiryMove <- struct{}{}:
+	c.abortMu.Lock()
+	defer c.abortMu.Unlock()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	switch {
+	case n == 0 || c.finished:
+	case c.expiry == nil:
+		c.expiry = time.AfterFunc(time.Until(t), c.expireIfDue)
 	default:
+		c.expiry.Reset(time.Until(t))
 	}
 }
 
-// resetExpiry points timer at the current expiry.
-func (c *conn) resetExpiry(timer *time.Timer) {
-	timer.Reset(time.Duration(math.MaxInt64))
-	if n := c.expires.Load(); n != 0 {
-		timer.Reset(time.Until(time.Unix(0, n)))
+// expireIfDue runs on the expiry timer: a timer that fired just as a refresh moved the
+// expiry finds it not due.
+func (c *conn) expireIfDue() {
+	if n := c.expires.Load(); n != 0 && time.Now().UnixNano() >= n {
+		c.out.Close(errAuthExpired)
 	}
 }
 
-// writeLoop is the writer of a streaming transport: it sends everything the outbox holds
-// in batches, pings, closes on token expiry, and ends with the transport's close.
-func (c *conn) writeLoop(t transport, pingEvery time.Duration) error {
-	cfg := &c.srv.cfg
-	ping := time.NewTicker(pingEvery)
-	defer ping.Stop()
-	expiry := time.NewTimer(math.MaxInt64)
-	defer expiry.Stop()
-	w := frameWriter{sink: t, stale: &c.stale}
-	var events []collab.Event
-	var cursors collab.Cursors
+// startWriter makes t the connection's writer. The writer is not a goroutine that waits:
+// one runs while the outbox holds something, a ping is due or the connection is closing,
+// and ends when that is done, so an idle connection holds no writer and no buffers. Every
+// pingEvery a ping goes out (and a writer that has been idle since the last one lets its
+// buffers go). awaitWriter returns once the writer sent the close, or a write failed.
+func (c *conn) startWriter(t transport, pingEvery time.Duration) {
+	c.wr = &writer{t: t, every: pingEvery, done: make(chan struct{})}
+	c.wr.w = frameWriter{sink: t, stale: &c.stale}
+	c.wr.ping = time.AfterFunc(pingEvery, c.pingDue)
+	c.out.Notify(c.kick)
+	c.kick()
+}
+
+// writer is the state of a connection's writer between its runs; one run at a time owns it.
+type writer struct {
+	t     transport
+	every time.Duration
+	ping  *time.Timer
+
+	pending atomic.Bool // there may be work: set before a run is asked for
+	running atomic.Bool // a run goroutine exists (or the writer ended)
+	pinging atomic.Bool // a ping is due
+
+	// Owned by the running goroutine.
+	w       frameWriter
+	events  []collab.Event
+	cursors collab.Cursors
+	busy    bool // wrote since the last ping
+
+	done chan struct{} // closed when the writer ended
+	err  error         // set before done is closed: the write that failed
+}
+
+// kick asks for a writer run; it never blocks (the outbox calls it under its lock).
+func (c *conn) kick() {
+	wr := c.wr
+	wr.pending.Store(true)
+	if wr.running.CompareAndSwap(false, true) {
+		go c.writeRuns()
+	}
+}
+
+// pingDue runs on the ping timer.
+func (c *conn) pingDue() {
+	c.wr.pinging.Store(true)
+	c.kick()
+}
+
+// writeRuns works while there is work. A kick that comes after the last look at pending
+// either sees running false and starts the next run, or is seen here.
+func (c *conn) writeRuns() {
+	wr := c.wr
 	for {
-		select {
-		case <-c.out.Wake():
-		case <-ping.C:
-			if err := t.setWriteDeadline(time.Now().Add(cfg.WriteTimeout)); err != nil {
-				return c.stop(err)
+		for wr.pending.Swap(false) {
+			if ended, err := c.writeOnce(); ended {
+				wr.err = err
+				wr.ping.Stop()
+				close(wr.done) // running stays true: no run after this
+				return
 			}
-			if err := t.ping(); err != nil {
-				return c.stop(err)
-			}
-			continue
-		case <-c.expiryMove:
-			c.resetExpiry(expiry)
-			continue
-		case <-expiry.C:
-			c.out.Close(errAuthExpired)
 		}
-		var cerr *collab.CloseError
-		events, cerr = c.out.Drain(events[:0], &cursors)
-		err := t.setWriteDeadline(time.Now().Add(cfg.WriteTimeout))
+		wr.trim()
+		wr.running.Store(false)
+		if !wr.pending.Load() || !wr.running.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// trim lets go of the storage a burst grew (a presence state, a backlog of events): the
+// writer of a connection at rest holds little.
+func (wr *writer) trim() {
+	if cap(wr.events) > keptEvents {
+		wr.events = nil
+	}
+	if cap(wr.w.buf) > keptFrameBytes {
+		wr.w.buf = nil
+	}
+}
+
+// What a writer keeps between runs.
+const (
+	keptEvents     = 8
+	keptFrameBytes = 2 << 10
+)
+
+// awaitWriter waits for the writer to end and returns the write error, if any.
+func (c *conn) awaitWriter() error {
+	<-c.wr.done
+	return c.wr.err
+}
+
+// writeOnce sends what the outbox holds and a ping when one is due; ended reports that the
+// writer is done: it sent the close, or a write failed.
+func (c *conn) writeOnce() (ended bool, err error) {
+	wr, cfg := c.wr, &c.srv.cfg
+	if wr.pinging.Swap(false) {
+		if !wr.busy {
+			// Idle since the last ping: let go of the storage that writing grew.
+			wr.events, wr.cursors, wr.w.buf = nil, collab.Cursors{}, nil
+		}
+		wr.busy = false
+		err := wr.t.setWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 		if err == nil {
-			err = c.enc.encode(&w, events, &cursors)
-		}
-		if err == nil {
-			err = t.flush()
-		}
-		clear(events)
-		if err == errStale {
-			// The outbox overflowed while this batch was going out: skip the rest, say why.
-			err, cerr = nil, c.out.Closed()
+			err = wr.t.ping()
 		}
 		if err != nil {
-			return c.stop(err)
+			return true, c.stop(err)
 		}
-		if cerr != nil {
-			if cerr != errClientGone {
-				err = t.close(cerr)
-			}
-			if err != nil {
-				return c.stop(err)
-			}
-			return nil
+		wr.ping.Reset(wr.every)
+	}
+	var cerr *collab.CloseError
+	wr.events, cerr = c.out.Drain(wr.events[:0], &wr.cursors)
+	if len(wr.events) == 0 && wr.cursors.Empty() && cerr == nil {
+		return false, nil
+	}
+	wr.busy = true
+	err = wr.t.setWriteDeadline(time.Now().Add(cfg.WriteTimeout))
+	if err == nil {
+		err = c.enc.encode(&wr.w, wr.events, &wr.cursors)
+	}
+	if err == nil {
+		err = wr.t.flush()
+	}
+	clear(wr.events)
+	if err == errStale {
+		// The outbox overflowed while this batch was going out: skip the rest, say why.
+		err, cerr = nil, c.out.Closed()
+	}
+	if err != nil {
+		return true, c.stop(err)
+	}
+	if cerr == nil {
+		return false, nil
+	}
+	if cerr != errClientGone {
+		if err := wr.t.close(cerr); err != nil {
+			return true, c.stop(err)
 		}
 	}
+	return true, nil
 }
 
 // stop ends the writer after a failed write: the client is gone, so the connection ends

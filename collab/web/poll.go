@@ -147,8 +147,6 @@ func (p *pollSession) run(s *Server, hs *httpSession) {
 	defer idle.Stop()
 	wait := time.NewTimer(math.MaxInt64) // the outstanding poll's timeout
 	defer wait.Stop()
-	expiry := time.NewTimer(math.MaxInt64)
-	defer expiry.Stop()
 	var cur *pollWaiter
 	defer func() {
 		s.hub.Leave(hs.member.sess)
@@ -188,12 +186,6 @@ func (p *pollSession) run(s *Server, hs *httpSession) {
 		case <-idle.C:
 			c.out.Close(errPollGone)
 			queued, vanished = true, true
-		case <-c.expiryMove:
-			c.resetExpiry(expiry)
-			continue
-		case <-expiry.C:
-			c.out.Close(errAuthExpired)
-			queued = true
 		}
 		if cur == nil {
 			// What is queued waits for the next poll; a session that ended waits for one

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"golang.org/x/sync/errgroup"
 
 	"collabd/collab"
 )
@@ -61,8 +60,7 @@ func (s *Server) serveSSE(nc net.Conn, o *admission, origin string) {
 		return
 	}
 	keepAlive := min(s.cfg.PingInterval, sseMaxKeepAlive)
-	var g errgroup.Group
-	g.Go(func() error { return c.writeLoop(t, keepAlive) })
+	c.startWriter(t, keepAlive)
 	cerr := c.readSafely(func() *collab.CloseError {
 		m, cerr := s.joinNative(c, o.doc, o.user, o.ident, "")
 		hs.member, joined = m, true
@@ -79,7 +77,7 @@ func (s *Server) serveSSE(nc net.Conn, o *admission, origin string) {
 		}
 	})
 	c.out.Close(cerr)
-	if err := g.Wait(); err != nil {
+	if err := c.awaitWriter(); err != nil {
 		s.log.Debug("sse write failed", "err", err)
 	}
 	c.ended()
