@@ -27,6 +27,7 @@ type config struct {
 	maxConnsPerIP   int
 	shutdownTimeout time.Duration
 	drainDelay      time.Duration
+	cursorTick      time.Duration
 
 	tlsCert, tlsKey string   // PEM files: serve HTTPS and wss on addr
 	trustedProxies  []string // addresses and CIDRs whose X-Forwarded-For is believed
@@ -65,7 +66,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	shutdown, err3 := envDuration(getenv, "COLLABD_SHUTDOWN_TIMEOUT", 10*time.Second)
 	maxPerIP, err4 := envInt(getenv, "COLLABD_MAX_CONNS_PER_IP", 2000)
 	drainDelay, err5 := envDuration(getenv, "COLLABD_DRAIN_DELAY", 0)
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	cursorTick, err6 := envDuration(getenv, "COLLABD_CURSOR_TICK", 10*time.Millisecond)
+	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
 		return c, err
 	}
 	fs.DurationVar(&c.heartbeat, "heartbeat", heartbeat, "instance heartbeat interval (env COLLABD_HEARTBEAT)")
@@ -88,6 +90,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.natsUser, "nats-user", env("NATS_USER", ""), "NATS user, with -nats-password (env NATS_USER)")
 	fs.StringVar(&c.natsPassword, "nats-password", env("NATS_PASSWORD", ""), "NATS password; prefer the environment (env NATS_PASSWORD)")
 	fs.DurationVar(&c.drainDelay, "drain-delay", drainDelay, "on SIGTERM, how long /readyz answers 503 while clients are still served, before they are closed with 1012; a second signal cuts it short (env COLLABD_DRAIN_DELAY)")
+	fs.DurationVar(&c.cursorTick, "cursor-tick", cursorTick, "how often a document sends the cursors that changed, one frame per member: longer costs less CPU per cursor and adds latency (env COLLABD_CURSOR_TICK)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -116,6 +119,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			return c, fmt.Errorf("-trusted-proxies: %q is neither an IP address nor a CIDR such as 10.0.0.0/8", p)
 		}
 		c.trustedProxies = append(c.trustedProxies, p)
+	}
+	if c.cursorTick < time.Millisecond || c.cursorTick > 30*time.Millisecond {
+		return c, fmt.Errorf("-cursor-tick %s: want 1ms to 30ms (a 30 Hz sender's positions must not merge)", c.cursorTick)
 	}
 	if c.drainDelay < 0 {
 		return c, fmt.Errorf("-drain-delay %s: want zero or more", c.drainDelay)

@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	hub, err := collab.NewHub(ctx, bus, collab.Config{
 		Heartbeat:  cfg.heartbeat,
 		DownAfter:  cfg.downAfter,
+		CursorTick: cfg.cursorTick,
 		Logger:     log,
 		OnSnapshot: metrics.Snapshot,
 		OnSync:     metrics.Sync,

@@ -155,6 +155,7 @@ func TestRunParseConfig(t *testing.T) {
 	defaults := config{
 		addr: ":8080", natsListen: "127.0.0.1:4222", heartbeat: time.Second, downAfter: 3 * time.Second,
 		logLevel: slog.LevelInfo, logFormat: "text", maxConnsPerIP: 2000, shutdownTimeout: 10 * time.Second,
+		cursorTick: 10 * time.Millisecond,
 	}
 	with := func(f func(*config)) config {
 		c := defaults
@@ -217,6 +218,12 @@ func TestRunParseConfig(t *testing.T) {
 		{name: "bad env drain delay", env: map[string]string{"COLLABD_DRAIN_DELAY": "10"},
 			wantErr: []string{"COLLABD_DRAIN_DELAY", `"10"`, "duration"}},
 		{name: "negative drain delay", args: []string{"-drain-delay", "-1s"}, wantErr: []string{"-drain-delay", "zero or more"}},
+		{name: "cursor tick from env", env: map[string]string{"COLLABD_CURSOR_TICK": "16ms"},
+			want: with(func(c *config) { c.cursorTick = 16 * time.Millisecond })},
+		{name: "-cursor-tick wins over env", args: []string{"-cursor-tick", "5ms"}, env: map[string]string{"COLLABD_CURSOR_TICK": "16ms"},
+			want: with(func(c *config) { c.cursorTick = 5 * time.Millisecond })},
+		{name: "cursor tick too long", args: []string{"-cursor-tick", "50ms"}, wantErr: []string{"-cursor-tick 50ms", "1ms to 30ms"}},
+		{name: "cursor tick too short", args: []string{"-cursor-tick", "0s"}, wantErr: []string{"-cursor-tick 0s", "1ms to 30ms"}},
 		{name: "zero heartbeat", args: []string{"-heartbeat", "0s"}, wantErr: []string{"positive"}},
 		{name: "negative heartbeat", args: []string{"-heartbeat", "-1s"}, wantErr: []string{"positive"}},
 		{name: "bad log level", args: []string{"-log-level", "loud"}, wantErr: []string{"-log-level", "loud"}},
