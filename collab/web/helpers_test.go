@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,6 +179,7 @@ type client struct {
 	stop   chan struct{} // closed when the test ends
 	resume chan struct{} // guarded by mu: non-nil while the client pretends not to read
 	id     string        // session id from welcome
+	pings  atomic.Int32  // pings the server sent (each answered, as a browser does)
 }
 
 // pause stops reading from the socket (after at most one more frame), as a stuck browser
@@ -204,6 +207,14 @@ func dial(t *testing.T, in *instance, path string, header http.Header) (*client,
 	}
 	c := &client{ws: ws, done: make(chan struct{}), stop: make(chan struct{})}
 	c.frameStream = newFrameStream(t, func() any { return c.closeErr() })
+	ws.SetPingHandler(func(data string) error {
+		c.pings.Add(1)
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		if errors.Is(err, websocket.ErrCloseSent) || errors.Is(err, net.ErrClosed) {
+			return nil // as the library's own handler: the connection is ending anyway
+		}
+		return err
+	})
 	go c.readLoop() // ends when the connection closes or the test ends
 	t.Cleanup(func() {
 		close(c.stop)
