@@ -1,0 +1,84 @@
+package web
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"collabd/collab"
+)
+
+// recorder is a transport that keeps what it is written.
+type recorder struct {
+	mu     sync.Mutex
+	frames []string
+	pings  int
+}
+
+func (r *recorder) frame(_ bool, data []byte) error {
+	r.mu.Lock()
+	r.frames = append(r.frames, string(data))
+	r.mu.Unlock()
+	return nil
+}
+func (r *recorder) flush() error                     { return nil }
+func (r *recorder) ping() error                      { r.mu.Lock(); r.pings++; r.mu.Unlock(); return nil }
+func (r *recorder) close(*collab.CloseError) error   { return nil }
+func (r *recorder) setWriteDeadline(time.Time) error { return nil }
+func (r *recorder) count() int                       { r.mu.Lock(); defer r.mu.Unlock(); return len(r.frames) }
+
+// Writer runs start and end thousands of times under pushers that race each other and the
+// end of each run: every event is written, once, in each pusher's order, and (under -race)
+// one run hands the writer's state to the next. A round's wait times out if a push is left
+// with no run to write it.
+func TestWriterRunsUnderRacingPushes(t *testing.T) {
+	srv := &Server{cfg: Config{WriteTimeout: time.Second}}
+	c := &conn{srv: srv, out: collab.NewOutbox(0), enc: nativeEncoder{}}
+	rec := &recorder{}
+	c.startWriter(rec, time.Millisecond)
+	const pushers, perRound, rounds = 2, 4, 5000
+	const each = perRound * rounds
+	for r := range rounds {
+		var wg sync.WaitGroup
+		for p := range pushers {
+			wg.Go(func() {
+				for i := r * perRound; i < (r+1)*perRound; i++ {
+					c.out.Push(collab.Event{Kind: collab.EventOK, Ref: fmt.Sprintf("%d/%d", p, i)})
+				}
+			})
+		}
+		wg.Wait()
+		deadline := time.Now().Add(2 * time.Second)
+		for rec.count() < (r+1)*perRound*pushers {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d of %d events written within 2s", r, rec.count(), (r+1)*perRound*pushers)
+			}
+			runtime.Gosched()
+		}
+	}
+	next := make([]int, pushers)
+	for _, f := range rec.frames {
+		var ok struct{ Ref string }
+		var p, i int
+		if json.Unmarshal([]byte(f), &ok) != nil {
+			t.Fatalf("frame %q", f)
+		}
+		fmt.Sscanf(ok.Ref, "%d/%d", &p, &i)
+		if i != next[p] {
+			t.Fatalf("pusher %d: event %d came when %d was due", p, i, next[p])
+		}
+		next[p]++
+	}
+	c.out.Close(errClientGone)
+	if err := c.awaitWriter(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.pings == 0 {
+		t.Error("no ping in all that time")
+	}
+}
