@@ -48,8 +48,8 @@ func NewOutbox(maxBytes int) *Outbox {
 func (o *Outbox) Wake() <-chan struct{} { return o.wake }
 
 // Notify makes the outbox call f, instead of sending on Wake, whenever there may be something
-// to drain or it closed; what was signalled before is for its caller to look at. f runs
-// under the outbox's lock, so it must neither block nor call the outbox.
+// to drain or it closed. What came before went to Wake: the caller drains once after
+// setting f. f runs under the outbox's lock, so it must neither block nor call the outbox.
 func (o *Outbox) Notify(f func()) {
 	o.mu.Lock()
 	o.notify = f
