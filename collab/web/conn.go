@@ -106,7 +106,8 @@ type conn struct {
 
 	// WebSocket connections only.
 	ws         *websocket.Conn
-	readFailed bool // owned by the reader: the WebSocket library's reader failed, it reads no more
+	readFailed bool      // owned by the reader: the WebSocket library's reader failed, it reads no more
+	readBy     time.Time // owned by the reader: its deadline (readWithin)
 }
 
 // newConn registers a connection of the server; abort ends its network connection.
@@ -455,7 +456,7 @@ func (c *conn) readFrame() (int, []byte, *collab.CloseError) {
 // readFrameWithin is readFrame with the time the client has to send the frame.
 func (c *conn) readFrameWithin(timeout time.Duration) (int, []byte, *collab.CloseError) {
 	for {
-		if err := c.ws.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		if err := c.readWithin(timeout); err != nil {
 			c.readFailed = true
 			return 0, nil, errClientGone
 		}
@@ -473,10 +474,21 @@ func (c *conn) readFrameWithin(timeout time.Duration) (int, []byte, *collab.Clos
 	}
 }
 
+// readWithin makes the reader's deadline timeout from now. The deadline moves only when it
+// would move by more than a sixteenth of timeout (at most a second): a client sending 30
+// frames a second costs one timer change a second, not one a frame, and gets a deadline at
+// most that much early.
+func (c *conn) readWithin(timeout time.Duration) error {
+	want := time.Now().Add(timeout)
+	if d := want.Sub(c.readBy); d >= 0 && d <= min(timeout/16, time.Second) {
+		return nil
+	}
+	c.readBy = want
+	return c.ws.SetReadDeadline(want)
+}
+
 func (c *conn) extendOnPong() {
-	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
-	})
+	c.ws.SetPongHandler(func(string) error { return c.readWithin(c.srv.cfg.IdleTimeout) })
 }
 
 // wsTransport writes a WebSocket's frames; each frame goes out as it is written.
