@@ -69,6 +69,9 @@ type docCursors struct {
 	deliverAt, notBefore time.Time
 }
 
+// DefaultCursorTick is Config.CursorTick when none is set.
+const DefaultCursorTick = 10 * time.Millisecond
+
 // cursorGrace is how long after a tick boundary a document delivers: the other instances'
 // bus messages of that boundary arrive meanwhile.
 func cursorGrace(tick time.Duration) time.Duration { return min(2*time.Millisecond, tick/4) }

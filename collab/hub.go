@@ -40,9 +40,9 @@ type Config struct {
 	CursorBurst int
 	// CursorTick is how long a document gathers cursor changes before it sends them to
 	// its members and the other instances as one batch, on wall-clock boundaries shared
-	// by every instance. Default 10ms: under a 30 Hz sender's interval, so consecutive
-	// positions of one sender are not merged. Longer ticks cost latency and save CPU
-	// (docs/benchmarks.md).
+	// by every instance. Default DefaultCursorTick: under a 30 Hz sender's interval, so
+	// consecutive positions of one sender are not merged. Longer ticks cost latency and
+	// save CPU (docs/benchmarks.md).
 	CursorTick time.Duration
 	// CursorFrameMax bounds the entries of one batch; the rest wait for the next tick,
 	// oldest change first. Default 64.
@@ -93,7 +93,7 @@ func (c Config) withDefaults() Config {
 		c.CursorBurst = 120
 	}
 	if c.CursorTick <= 0 {
-		c.CursorTick = 10 * time.Millisecond
+		c.CursorTick = DefaultCursorTick
 	}
 	if c.CursorFrameMax <= 0 {
 		c.CursorFrameMax = 64

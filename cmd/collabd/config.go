@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"collabd/collab"
 )
 
 // config is every setting of collabd (DESIGN.md section 8). Flags win over environment
@@ -66,7 +68,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	shutdown, err3 := envDuration(getenv, "COLLABD_SHUTDOWN_TIMEOUT", 10*time.Second)
 	maxPerIP, err4 := envInt(getenv, "COLLABD_MAX_CONNS_PER_IP", 2000)
 	drainDelay, err5 := envDuration(getenv, "COLLABD_DRAIN_DELAY", 0)
-	cursorTick, err6 := envDuration(getenv, "COLLABD_CURSOR_TICK", 10*time.Millisecond)
+	cursorTick, err6 := envDuration(getenv, "COLLABD_CURSOR_TICK", collab.DefaultCursorTick)
 	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
 		return c, err
 	}
