@@ -356,7 +356,7 @@ func (c *conn) writeRuns() {
 				return
 			}
 		}
-		wr.trim()
+		wr.trim(false)
 		wr.running.Store(false)
 		if !wr.pending.Load() || !wr.running.CompareAndSwap(false, true) {
 			return
@@ -364,14 +364,17 @@ func (c *conn) writeRuns() {
 	}
 }
 
-// trim lets go of the storage a burst grew (a presence state, a backlog of events): the
-// writer of a connection at rest holds little.
-func (wr *writer) trim() {
-	if cap(wr.events) > keptEvents {
+// trim lets go of the storage a burst grew (a presence state, a backlog of events), or of
+// all of it when the connection is at rest: the writer of an idle connection holds little.
+func (wr *writer) trim(all bool) {
+	if all || cap(wr.events) > keptEvents {
 		wr.events = nil
 	}
-	if cap(wr.w.buf) > keptFrameBytes {
+	if all || cap(wr.w.buf) > keptFrameBytes {
 		wr.w.buf = nil
+	}
+	if all {
+		wr.cursors = collab.Cursors{}
 	}
 }
 
@@ -387,35 +390,34 @@ func (c *conn) awaitWriter() error {
 	return c.wr.err
 }
 
-// writeOnce sends what the outbox holds and a ping when one is due; ended reports that the
+// writeOnce sends a ping when one is due and what the outbox holds; ended reports that the
 // writer is done: it sent the close, or a write failed.
 func (c *conn) writeOnce() (ended bool, err error) {
-	wr, cfg := c.wr, &c.srv.cfg
-	if wr.pinging.Swap(false) {
-		if !wr.busy {
-			// Idle since the last ping: let go of the storage that writing grew.
-			wr.events, wr.cursors, wr.w.buf = nil, collab.Cursors{}, nil
-		}
-		wr.busy = false
-		err := wr.t.setWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-		if err == nil {
-			err = wr.t.ping()
-		}
-		if err != nil {
-			return true, c.stop(err)
-		}
-		wr.ping.Reset(wr.every)
+	wr := c.wr
+	pinging := wr.pinging.Swap(false)
+	if pinging && !wr.busy {
+		wr.trim(true) // idle since the last ping
 	}
 	var cerr *collab.CloseError
 	wr.events, cerr = c.out.Drain(wr.events[:0], &wr.cursors)
-	if len(wr.events) == 0 && wr.cursors.Empty() && cerr == nil {
+	queued := len(wr.events) > 0 || !wr.cursors.Empty() || cerr != nil
+	if !pinging && !queued {
+		return false, nil
+	}
+	err = wr.t.setWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	if err == nil && pinging {
+		wr.busy = false
+		err = wr.t.ping()
+		wr.ping.Reset(wr.every)
+	}
+	if err != nil {
+		return true, c.stop(err)
+	}
+	if !queued {
 		return false, nil
 	}
 	wr.busy = true
-	err = wr.t.setWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-	if err == nil {
-		err = c.enc.encode(&wr.w, wr.events, &wr.cursors)
-	}
+	err = c.enc.encode(&wr.w, wr.events, &wr.cursors)
 	if err == nil {
 		err = wr.t.flush()
 	}
@@ -424,18 +426,13 @@ func (c *conn) writeOnce() (ended bool, err error) {
 		// The outbox overflowed while this batch was going out: skip the rest, say why.
 		err, cerr = nil, c.out.Closed()
 	}
+	if err == nil && cerr != nil && cerr != errClientGone {
+		err = wr.t.close(cerr)
+	}
 	if err != nil {
 		return true, c.stop(err)
 	}
-	if cerr == nil {
-		return false, nil
-	}
-	if cerr != errClientGone {
-		if err := wr.t.close(cerr); err != nil {
-			return true, c.stop(err)
-		}
-	}
-	return true, nil
+	return cerr != nil, nil
 }
 
 // stop ends the writer after a failed write: the client is gone, so the connection ends
