@@ -451,15 +451,33 @@ func (p *procX) waitExit(t *testing.T, timeout time.Duration) error {
 	}
 }
 
-// procFreePort returns a loopback TCP port that was free a moment ago.
+// handedOut is every port procFreePort returned in this test binary.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// procFreePort returns a loopback TCP port that was free a moment ago and that it never
+// returned before: the kernel may give a closed listener's port out again at once, and two
+// processes of a test (a cluster's nodes, their monitoring ports) must not get the same.
 func procFreePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no loopback port that was not handed out already in 100 tries")
+	return 0
 }
 
 // natsProc is a nats-server process on a fixed loopback port, which a test can kill and
