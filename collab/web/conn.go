@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"runtime/debug"
 	"sync"
@@ -303,7 +304,10 @@ func (c *conn) expireIfDue() {
 func (c *conn) startWriter(t transport, pingEvery time.Duration) {
 	c.wr = &writer{t: t, every: pingEvery, done: make(chan struct{})}
 	c.wr.w = frameWriter{sink: t, stale: &c.stale}
-	c.wr.ping = time.AfterFunc(pingEvery, c.pingDue)
+	// The timer is in place before it is armed: a ping due at once (a short interval, a
+	// busy machine) finds it to rearm. Reset orders the assignment before the timer's run.
+	c.wr.ping = time.AfterFunc(math.MaxInt64, c.pingDue)
+	c.wr.ping.Reset(pingEvery)
 	c.out.Notify(c.kick)
 	c.kick()
 }

@@ -82,3 +82,32 @@ func TestWriterRunsUnderRacingPushes(t *testing.T) {
 		t.Error("no ping in all that time")
 	}
 }
+
+// A ping can be due before startWriter returns (a tiny interval, a busy machine): the writer
+// that sends it must find the ping timer there to rearm it. Under -race, any start whose
+// first ping beat the timer's assignment is reported; without it, that start crashes.
+func TestWriterPingDueAtOnce(t *testing.T) {
+	srv := &Server{cfg: Config{WriteTimeout: time.Second}}
+	for range 2000 {
+		c := &conn{srv: srv, out: collab.NewOutbox(0), enc: nativeEncoder{}}
+		rec := &recorder{}
+		c.startWriter(rec, time.Nanosecond)
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			rec.mu.Lock()
+			pinged := rec.pings > 0
+			rec.mu.Unlock()
+			if pinged {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no ping within 2s of a 1ns interval")
+			}
+			runtime.Gosched()
+		}
+		c.out.Close(errClientGone)
+		if err := c.awaitWriter(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
