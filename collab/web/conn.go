@@ -259,11 +259,18 @@ func (c *conn) awaitCloseAnswer(final *collab.CloseError) {
 func (c *conn) readSafely(read func() *collab.CloseError) (cerr *collab.CloseError) {
 	defer func() {
 		if p := recover(); p != nil {
-			c.srv.log.Error("panic in connection reader", "panic", p, "stack", string(debug.Stack()))
+			c.panicked("reader", p)
 			cerr = collab.ErrInternal
 		}
 	}()
 	return read()
+}
+
+// panicked logs a panic recovered in one of the connection's goroutines and ends the
+// connection with 1011: a bug met by one connection stays with that connection.
+func (c *conn) panicked(where string, p any) {
+	c.srv.log.Error("panic in connection "+where, "panic", p, "stack", string(debug.Stack()))
+	c.out.Close(collab.ErrInternal)
 }
 
 // setExpiry makes the connection close with 4001 at t (zero: never), replacing the expiry
@@ -353,7 +360,7 @@ func (c *conn) writeRuns() {
 	wr := c.wr
 	for {
 		for wr.pending.Swap(false) {
-			if ended, err := c.writeOnce(); ended {
+			if ended, err := c.writeSafely(); ended {
 				wr.err = err
 				wr.ping.Stop()
 				close(wr.done) // running stays true: no run after this
@@ -392,6 +399,23 @@ const (
 func (c *conn) awaitWriter() error {
 	<-c.wr.done
 	return c.wr.err
+}
+
+// errWriterPanic is the writer's error when a run panicked.
+var errWriterPanic = errors.New("panic in connection writer")
+
+// writeSafely runs writeOnce, turning a panic into the end of this connection alone: its
+// writer's state can no longer be trusted, so the network connection is cut (the client
+// sees it drop and reconnects) and the connection counts as ended with 1011.
+func (c *conn) writeSafely() (ended bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.panicked("writer", p)
+			c.abortNow()
+			ended, err = true, errWriterPanic
+		}
+	}()
+	return c.writeOnce()
 }
 
 // writeOnce sends a ping when one is due and what the outbox holds; ended reports that the

@@ -2,9 +2,12 @@ package web
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,5 +112,47 @@ func TestWriterPingDueAtOnce(t *testing.T) {
 		if err := c.awaitWriter(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// brokenTransport panics on its first frame, as a bug in an encoder or a transport would.
+type brokenTransport struct{ recorder }
+
+func (b *brokenTransport) frame(bool, []byte) error { panic("broken transport") }
+
+// A panic in one connection's writer ends that connection alone: it counts as 1011, its
+// network connection is cut, awaitWriter reports it, and the process and every other
+// connection go on.
+func TestWriterPanicEndsOnlyItsConnection(t *testing.T) {
+	srv := &Server{cfg: Config{WriteTimeout: time.Second}, log: slog.New(slog.DiscardHandler)}
+	var aborted atomic.Bool
+	broken := &conn{srv: srv, out: collab.NewOutbox(0), enc: nativeEncoder{}, abort: func() { aborted.Store(true) }}
+	broken.startWriter(&brokenTransport{}, time.Hour)
+	healthy := &conn{srv: srv, out: collab.NewOutbox(0), enc: nativeEncoder{}}
+	rec := &recorder{}
+	healthy.startWriter(rec, time.Hour)
+
+	broken.out.Push(collab.Event{Kind: collab.EventOK, Ref: "1"})
+	if err := broken.awaitWriter(); !errors.Is(err, errWriterPanic) {
+		t.Fatalf("awaitWriter = %v, want %v", err, errWriterPanic)
+	}
+	if got := broken.out.Closed(); got != collab.ErrInternal {
+		t.Errorf("closed with %v, want %v", got, collab.ErrInternal)
+	}
+	if !aborted.Load() {
+		t.Error("the network connection was not cut")
+	}
+
+	healthy.out.Push(collab.Event{Kind: collab.EventOK, Ref: "2"})
+	deadline := time.Now().Add(2 * time.Second)
+	for rec.count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the healthy connection wrote nothing within 2s")
+		}
+		runtime.Gosched()
+	}
+	healthy.out.Close(errClientGone)
+	if err := healthy.awaitWriter(); err != nil {
+		t.Fatal(err)
 	}
 }
