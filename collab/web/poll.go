@@ -149,8 +149,8 @@ func (p *pollSession) run(s *Server, hs *httpSession) {
 	defer wait.Stop()
 	var cur *pollWaiter
 	defer func() {
-		if p := recover(); p != nil {
-			c.panicked("poll writer", p)
+		if r := recover(); r != nil {
+			c.panicked("poll writer", r)
 		}
 		s.hub.Leave(hs.member.sess)
 		c.out.Close(errClientGone) // no effect when it closed already, as it did mostly
