@@ -22,10 +22,11 @@ import (
 // traffic pattern: 12 instances on their own connections (collabd's nats.Bus), 200
 // documents, every instance publishing cursor batches of 150 bytes into the documents it
 // holds (is subscribed to, collab.doc.<t>.*, as an instance with members there is) as fast
-// as the subscribers take it. Two layouts: each document held by 4 instances (with NoEcho each message is
-// delivered to the 3 others), and each held by one (the message reaches nobody: the
-// documents of a load balancer that keeps a document on one instance). It checks that every
-// message arrives and logs (-v) the server's CPU per message, for docs/scaling.md.
+// as the subscribers take it. Two layouts: each document held by 4 instances (with NoEcho
+// each message is delivered to the 3 others), and each held by one (the message reaches
+// nobody: the documents of a load balancer that keeps a document on one instance). It
+// checks that every message arrives and logs (-v) the server's CPU per message, for
+// docs/scaling.md.
 func TestNATSServerCost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("pushes about a million messages through a nats-server process")
