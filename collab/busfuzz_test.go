@@ -3,13 +3,9 @@ package collab
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
-	"collabd/nats"
-	"collabd/nats/natstest"
 	"collabd/presence"
 )
 
@@ -18,26 +14,10 @@ import (
 // subscriptions gets arbitrary bytes on its subject, in a document with a local member whose
 // outbox is drained as a client would, and who stays open throughout.
 func FuzzBusMessage(f *testing.F) {
-	srv := natstest.NewServer(f)
-	ctx := context.Background()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	bus, err := nats.Open(ctx, nats.Options{URL: srv.URL(), Logger: quiet})
-	if err != nil {
-		f.Fatal(err)
-	}
-	h, err := NewHub(ctx, bus, Config{Node: "local", Logger: quiet, SyncTimeout: 10 * time.Millisecond})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() {
-		h.Close()
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		bus.Close(cctx)
-	})
+	h := realHub(f, Config{Node: "local", SyncTimeout: 10 * time.Millisecond})
 	out := NewOutbox(0)
 	opts := JoinOptions{Doc: "fz", User: "u", Present: true, Presence: true, Cursors: true}
-	if _, err := h.Join(ctx, out, opts); err != nil {
+	if _, err := h.Join(context.Background(), out, opts); err != nil {
 		f.Fatal(err)
 	}
 	h.mu.Lock()
@@ -53,8 +33,8 @@ func FuzzBusMessage(f *testing.F) {
 		{d.subject(kindReplay), d.onMessage},
 		{d.subject(kindPresence), d.onMessage},
 		{d.subject(kindSync), h.onSync},
-		{bus.NodeSubject(kindHB), h.onHeartbeat},
-		{bus.NodeSubject(kindBye), h.onBye},
+		{h.bus.NodeSubject(kindHB), h.onHeartbeat},
+		{h.bus.NodeSubject(kindBye), h.onBye},
 	}
 	seed := func(kind int, v any) {
 		data, err := json.Marshal(v)

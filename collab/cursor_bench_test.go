@@ -15,22 +15,23 @@ import (
 
 // go test -run '^$' -bench . -benchmem ./collab/
 
-// benchHub runs a hub on a real NATS server for a benchmark.
-func benchHub(b *testing.B) *Hub {
-	b.Helper()
-	ns := natstest.NewServer(b)
+// realHub runs a hub with cfg, logging nowhere, on its own real NATS server; both stop when
+// tb ends.
+func realHub(tb testing.TB, cfg Config) *Hub {
+	tb.Helper()
+	ns := natstest.NewServer(tb)
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	bus, err := nats.Open(ctx, nats.Options{URL: ns.URL(), Logger: quiet})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	// No thinning: the benchmark measures the fan-out of every cursor.
-	h, err := NewHub(ctx, bus, Config{Logger: quiet, CursorRate: 1e9, CursorBurst: 1 << 30, CursorFrameMax: 1 << 20, CursorBudget: 1 << 40})
+	cfg.Logger = quiet
+	h, err := NewHub(ctx, bus, cfg)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() {
+	tb.Cleanup(func() {
 		h.Close()
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -50,7 +51,8 @@ func benchCursor(i int) json.RawMessage {
 func BenchmarkCursorFanout(b *testing.B) {
 	for _, n := range []int{20, 200} {
 		b.Run(fmt.Sprint("members=", n), func(b *testing.B) {
-			h := benchHub(b)
+			// No thinning: the benchmark measures the fan-out of every cursor.
+			h := realHub(b, Config{CursorRate: 1e9, CursorBurst: 1 << 30, CursorFrameMax: 1 << 20, CursorBudget: 1 << 40})
 			outs := make([]*Outbox, n)
 			sess := make([]*Session, n)
 			for i := range n {

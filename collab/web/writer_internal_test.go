@@ -32,6 +32,20 @@ func (r *recorder) ping() error                      { r.mu.Lock(); r.pings++; r
 func (r *recorder) close(*collab.CloseError) error   { return nil }
 func (r *recorder) setWriteDeadline(time.Time) error { return nil }
 func (r *recorder) count() int                       { r.mu.Lock(); defer r.mu.Unlock(); return len(r.frames) }
+func (r *recorder) pinged() bool                     { r.mu.Lock(); defer r.mu.Unlock(); return r.pings > 0 }
+
+// soon reports whether cond came to hold within 2 s; it yields between looks, so that a
+// writer on a busy machine gets to run.
+func soon(cond func() bool) bool {
+	deadline := time.Now().Add(2 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		runtime.Gosched()
+	}
+	return true
+}
 
 // Writer runs start and end thousands of times under pushers that race each other and the
 // end of each run: every event is written, once, in each pusher's order, and (under -race)
@@ -43,7 +57,6 @@ func TestWriterRunsUnderRacingPushes(t *testing.T) {
 	rec := &recorder{}
 	c.startWriter(rec, time.Millisecond)
 	const pushers, perRound, rounds = 2, 4, 5000
-	const each = perRound * rounds
 	for r := range rounds {
 		var wg sync.WaitGroup
 		for p := range pushers {
@@ -54,12 +67,9 @@ func TestWriterRunsUnderRacingPushes(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		deadline := time.Now().Add(2 * time.Second)
-		for rec.count() < (r+1)*perRound*pushers {
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: %d of %d events written within 2s", r, rec.count(), (r+1)*perRound*pushers)
-			}
-			runtime.Gosched()
+		want := (r + 1) * perRound * pushers
+		if !soon(func() bool { return rec.count() >= want }) {
+			t.Fatalf("round %d: %d of %d events written within 2s", r, rec.count(), want)
 		}
 	}
 	next := make([]int, pushers)
@@ -79,9 +89,7 @@ func TestWriterRunsUnderRacingPushes(t *testing.T) {
 	if err := c.awaitWriter(); err != nil {
 		t.Fatal(err)
 	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if rec.pings == 0 {
+	if !rec.pinged() {
 		t.Error("no ping in all that time")
 	}
 }
@@ -95,18 +103,8 @@ func TestWriterPingDueAtOnce(t *testing.T) {
 		c := &conn{srv: srv, out: collab.NewOutbox(0), enc: nativeEncoder{}}
 		rec := &recorder{}
 		c.startWriter(rec, time.Nanosecond)
-		deadline := time.Now().Add(2 * time.Second)
-		for {
-			rec.mu.Lock()
-			pinged := rec.pings > 0
-			rec.mu.Unlock()
-			if pinged {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("no ping within 2s of a 1ns interval")
-			}
-			runtime.Gosched()
+		if !soon(rec.pinged) {
+			t.Fatal("no ping within 2s of a 1ns interval")
 		}
 		c.out.Close(errClientGone)
 		if err := c.awaitWriter(); err != nil {
@@ -144,12 +142,8 @@ func TestWriterPanicEndsOnlyItsConnection(t *testing.T) {
 	}
 
 	healthy.out.Push(collab.Event{Kind: collab.EventOK, Ref: "2"})
-	deadline := time.Now().Add(2 * time.Second)
-	for rec.count() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the healthy connection wrote nothing within 2s")
-		}
-		runtime.Gosched()
+	if !soon(func() bool { return rec.count() > 0 }) {
+		t.Fatal("the healthy connection wrote nothing within 2s")
 	}
 	healthy.out.Close(errClientGone)
 	if err := healthy.awaitWriter(); err != nil {
